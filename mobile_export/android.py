@@ -1,0 +1,75 @@
+"""Android: lower the EdgeModel to one ExecuTorch program (XNNPACK), optionally with dynamic int8 linears.
+
+The sequence length is a dynamic dimension (1..max_seq_length), so one program serves every input length. The memory
+and head are program inputs; `force_non_static_weights_for_f32_linear` lets XNNPACK take the memory's F.linear calls
+even though their weights are inputs rather than constants (see docs/export.md for what that buys).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.export import Dim, ExportedProgram, export
+
+from .model import INPUT_NAMES, EdgeModel
+
+
+def example_inputs(model: EdgeModel, max_labels: int, seq_len: int = 8) -> tuple[torch.Tensor, ...]:
+    shapes = model.shape.tensor_shapes(max_labels)
+    ids = torch.full((1, seq_len), 1000, dtype=torch.int64)
+    return (ids, torch.ones_like(ids), *(torch.zeros(s) for s in shapes.values()))
+
+
+def export_program(model: EdgeModel, max_labels: int, max_seq_length: int,
+                   quantize: str | None = None) -> ExportedProgram:
+    inputs = example_inputs(model, max_labels)
+    seq = Dim("seq", min=2, max=max_seq_length)  # min 2: a tokenizer always adds [CLS] and [SEP]
+    dynamic = ({1: seq}, {1: seq}, *([None] * (len(INPUT_NAMES) - 2)))
+    if quantize == "int8":
+        model = quantize_int8(model, inputs, dynamic)
+    elif quantize is not None:
+        raise ValueError(f"unknown quantize mode {quantize!r}")
+    with torch.no_grad():
+        return export(model, inputs, dynamic_shapes=dynamic, strict=False)
+
+
+def quantize_int8(model: EdgeModel, inputs: tuple, dynamic: tuple) -> torch.nn.Module:
+    """Dynamic int8 (per-channel weights, per-token activations) on the backbone's nn.Linear layers only.
+
+    The memory products use runtime-input weights, so they stay fp32: their weights are not known at export time.
+    """
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_module_type(
+        torch.nn.Linear, get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    with torch.no_grad():
+        gm = export(model, inputs, dynamic_shapes=dynamic, strict=False).module()
+        prepared = prepare_pt2e(gm, quantizer)
+        prepared(*inputs)  # dynamic quantization needs no calibration data; one call initialises the observers
+        return convert_pt2e(prepared)
+
+
+def lower(ep: ExportedProgram, delegate_memory: bool = True) -> bytes:
+    """ExportedProgram -> .pte bytes with XNNPACK delegation."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    partitioner = XnnpackPartitioner(force_non_static_weights_for_f32_linear=delegate_memory)
+    return to_edge_transform_and_lower(ep, partitioner=[partitioner]).to_executorch().buffer
+
+
+def build_pte(model: EdgeModel, max_labels: int, max_seq_length: int, quantize: str | None = None,
+              delegate_memory: bool = True) -> bytes:
+    return lower(export_program(model, max_labels, max_seq_length, quantize), delegate_memory)
+
+
+def input_spec(model: EdgeModel, max_labels: int, max_seq_length: int, int_dtype: str = "int64") -> list[dict]:
+    """The program's inputs as the manifest lists them: name, shape ("seq" = 2..max_seq_length), dtype."""
+    spec = [{"name": n, "shape": [1, "seq"], "seq_range": [2, max_seq_length], "dtype": int_dtype}
+            for n in INPUT_NAMES[:2]]
+    spec += [{"name": n, "shape": list(s), "dtype": "float32"}
+             for n, s in model.shape.tensor_shapes(max_labels).items()]
+    return spec

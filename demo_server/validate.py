@@ -17,7 +17,8 @@ from safetensors.numpy import load as st_load
 MEMORY_KEY = "spartan_edge_memory"
 FORMAT_VERSION = 1
 TENSORS = ("P", "K", "Vt", "head_weight", "head_bias")
-DTYPES = {"float32": np.float32, "float16": np.float16}
+# The export writes "fp32"/"fp16"; the long numpy names are accepted too.
+DTYPES = {"fp32": np.float32, "fp16": np.float16, "float32": np.float32, "float16": np.float16}
 # Task names become URL segments and cache keys: a conservative charset rules out traversal and odd encodings.
 TASK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FINGERPRINT_RE = re.compile(r"^[0-9A-Za-z:_.-]{8,128}$")

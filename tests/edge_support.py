@@ -21,6 +21,8 @@ import requests
 from safetensors.numpy import save as st_save
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `apps` and `demo_server` import from the checkout, installed or not
+    sys.path.insert(0, str(REPO))
 TOKEN = "test-token-0123456789"
 FP = "a" * 64
 OTHER_FP = "b" * 64
@@ -34,7 +36,7 @@ def sha256(data: bytes) -> str:
 
 
 def memory_bytes(task: str, labels: list[str] | None = None, *, fp: str = FP, shape: dict | None = None,
-                 dtype: str = "float32", is_regression: bool = False, seed: int = 0, pad_to: int | None = MAX_LABELS,
+                 dtype: str = "fp32", is_regression: bool = False, seed: int = 0, pad_to: int | None = MAX_LABELS,
                  nan: bool = False, tensor_shapes: dict | None = None, meta_overrides: dict | None = None) -> bytes:
     """A memory file in the contract format: P [L,E,H], K [L,E*C,H], Vt [L,H,E*C], head_weight [O,H], head_bias [O]."""
     labels = ["negative", "positive"] if labels is None and not is_regression else (labels or [])
@@ -43,7 +45,7 @@ def memory_bytes(task: str, labels: list[str] | None = None, *, fp: str = FP, sh
     n_out = 1 if is_regression else len(labels)
     O = pad_to or n_out  # noqa: E741
     rng = np.random.default_rng(seed)
-    dt = np.float16 if dtype == "float16" else np.float32
+    dt = np.float16 if dtype in ("fp16", "float16") else np.float32
     shapes = {"P": (L, E, H), "K": (L, E * C, H), "Vt": (L, H, E * C), "head_weight": (O, H), "head_bias": (O,)}
     shapes.update(tensor_shapes or {})
     tensors = {k: (rng.standard_normal(v) * 0.5).astype(dt) for k, v in shapes.items()}
@@ -100,7 +102,7 @@ def make_dist(root: Path, tasks: dict[str, dict] | None = None, *, fp: str = FP,
                  "metric": "accuracy", "metrics": {}, "backbone_fingerprint": kw.get("fp", fp), "files": {}}
         for target in targets:
             entry["files"][target] = {**write(f"{target}/memories/{task}.safetensors", data),
-                                      "dtype": kw.get("dtype", "float32")}
+                                      "dtype": kw.get("dtype", "fp32")}
         man["tasks"][task] = entry
     (root / "manifest.json").write_text(json.dumps(man, indent=1))
     return root
@@ -225,8 +227,8 @@ class FakeServer:
                 pass
 
             def do_GET(self):  # noqa: N802
-                path = self.path
-                outer.hits.append((path, self.headers.get("Range")))
+                path = self.path.split("?")[0]  # routes ignore the query string
+                outer.hits.append((self.path, self.headers.get("Range")))
                 data = outer.routes.get(path)
                 if data is None:
                     self.send_response(404)
@@ -245,7 +247,7 @@ class FakeServer:
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
-                cut = outer.truncate.get(path.split("?")[0]) if path.split("?")[0] in outer.truncate else None
+                cut = outer.truncate.get(path)
                 if cut is not None:
                     self.wfile.write(body[:cut])
                     self.wfile.flush()

@@ -257,7 +257,7 @@ BAD_UPLOADS = {
     "other_task": (lambda: memory_bytes("rte"), 400, "task"),
     "too_many_labels": (lambda: memory_bytes("sst2", labels=list("abcdef"), pad_to=None), 400, "max_labels"),
     "int_dtype": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "int8"}), 400, "dtype"),
-    "dtype_lies": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "float16"}), 400, "float16"),
+    "dtype_lies": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "fp16"}), 400, "fp16"),
     "format_version": (lambda: memory_bytes("sst2", meta_overrides={"format_version": 2}), 400, "format_version"),
 }
 
@@ -284,7 +284,7 @@ def test_claimed_sha_mismatch_and_missing(server):
 
 
 def test_new_version_old_versions_stay(server):
-    v2 = memory_bytes("rte", labels=["entailment", "not_entailment"], seed=21, dtype="float16")
+    v2 = memory_bytes("rte", labels=["entailment", "not_entailment"], seed=21, dtype="fp16")
     r = upload(server, "rte", v2)
     assert r.status_code == 201 and r.json()["version"] == 2 and r.json()["created"]
     assert upload(server, "rte", v2).json() | {"created": None} == r.json() | {"created": None}
@@ -296,7 +296,7 @@ def test_new_version_old_versions_stay(server):
     assert v1.status_code == 200 and v1.content != v2 and "immutable" in v1.headers["Cache-Control"]
     vs = requests.get(server.url + "/memories/rte/versions?target=android", timeout=10).json()["versions"]
     assert [v["version"] for v in vs] == [1, 2]
-    assert manifest(server)["tasks"]["rte"]["android"]["dtype"] == "float16"
+    assert manifest(server)["tasks"]["rte"]["android"]["dtype"] == "fp16"
     assert manifest(server)["tasks"]["rte"]["ios"]["version"] == 1  # per target
 
 

@@ -1,0 +1,1 @@
+"""Device-side applications (what a phone does, in Python). Never imports `pipeline`."""

@@ -1,0 +1,207 @@
+"""apps.client against a real server (gunicorn on loopback) and against fault-injecting servers: first run, task
+switch fetching only the memory, cache hits, --offline, resume after a cut, and every refusal keeping the last good
+copy. Runs a toy ExecuTorch program with the backbone's input contract (the real export is in test_client_e2e)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import requests
+from edge_support import (
+    OTHER_FP,
+    REPO,
+    CuttingProxy,
+    FakeServer,
+    ServerProcess,
+    make_dist,
+    memory_bytes,
+    publish,
+    sha256,
+    toy_pte,
+)
+
+from apps.client import EdgeClient, IntegrityError, NotCached, Truncated
+
+RTE = ["entailment", "not_entailment"]
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    pte = toy_pte(tmp_path_factory.mktemp("toy"))
+    return make_dist(tmp_path_factory.mktemp("dist"), {"sst2": {}, "rte": {"labels": RTE, "seed": 1}}, pte=pte)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, dist):
+    srv = ServerProcess(tmp_path_factory.mktemp("srv") / "instance")
+    r = publish(srv.url, dist)
+    assert r.returncode == 0, r.stderr
+    yield srv
+    srv.stop()
+
+
+def run_cli(*args) -> tuple[int, list[dict], str]:
+    r = subprocess.run([sys.executable, "-m", "apps.client", "--json", *map(str, args)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")], r.stderr
+
+
+def sizes(dist, *rels) -> int:
+    return sum((dist / r).stat().st_size for r in rels)
+
+
+@pytest.fixture(scope="module")
+def good_cache(tmp_path_factory, server, dist):
+    """A cache after one online run of both tasks (the CLI, in a subprocess, like a fresh app start)."""
+    cache = tmp_path_factory.mktemp("cache") / "c"
+    rc, out, err = run_cli("good movie", "--server", server.url, "--cache", cache, "--task", "sst2", "--task", "rte")
+    assert rc == 0, err
+    return cache, out
+
+
+def test_first_run_fetches_backbone_once_then_only_memories(good_cache, dist):
+    _, (a, b) = good_cache
+    assert a["bytes_fetched"] == sizes(dist, "android/backbone.pte", "android/tokenizer.json",
+                                       "android/memories/sst2.safetensors")
+    assert b["bytes_fetched"] == sizes(dist, "android/memories/rte.safetensors")  # task switch: the memory only
+    assert a["label"] in ("negative", "positive") and set(b["probabilities"]) == set(RTE)
+    assert abs(sum(a["probabilities"].values()) - 1) < 1e-5 and len(a["logits"]) == 2  # padding dropped
+    assert a["latency_ms"] > 0 and a["memory_version"] == 1
+
+
+def test_cached_run_and_offline(good_cache, server, tmp_path):
+    cache, (a, b) = good_cache
+    c2 = shutil.copytree(cache, tmp_path / "c2")
+    rc, out, err = run_cli("good movie", "--server", server.url, "--cache", c2, "--task", "rte", "--task", "sst2")
+    assert rc == 0, err
+    assert [p["bytes_fetched"] for p in out] == [0, 0]
+    assert out[1]["logits"] == a["logits"] and out[0]["logits"] == b["logits"]
+    rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "sst2")
+    assert rc == 0 and out[0]["logits"] == a["logits"] and out[0]["bytes_fetched"] == 0
+    rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "mnli")
+    assert rc == 1 and "no memory for task 'mnli' in the cache" in err
+    rc, out, err = run_cli("good movie", "--offline", "--cache", tmp_path / "empty", "--task", "sst2")
+    assert rc == 1 and "no backbone" in err
+
+
+def test_new_version_fetches_only_that_memory(good_cache, server, tmp_path):
+    cache, (a, _) = good_cache
+    c = shutil.copytree(cache, tmp_path / "c")
+    v2 = memory_bytes("sst2", seed=42)
+    r = requests.post(server.url + "/memories/sst2?target=android", data=v2, timeout=10,
+                      headers={"Authorization": "Bearer test-token-0123456789", "X-Content-SHA256": sha256(v2)})
+    assert r.status_code == 201
+    client = EdgeClient(server.url, c)
+    p = client.predict("sst2", "good movie")
+    assert p.memory_version == 2 and p.bytes_fetched == len(v2) and p.logits != a["logits"]
+    p = client.predict("rte", "good movie")
+    assert p.bytes_fetched == 0
+
+
+def test_resume_after_cut_connection(server, dist, tmp_path):
+    proxy = CuttingProxy(server.port, after=5000, cuts=1)  # the first file download drops after 5000 bytes
+    try:
+        client = EdgeClient(proxy.url, tmp_path / "c")
+        client.manifest()  # goes through the proxy too: let its one cut hit the program download instead
+        proxy.cuts = 1
+        p = client.predict("sst2", "bad movie")
+    finally:
+        proxy.close()
+    total = sizes(dist, "android/backbone.pte", "android/tokenizer.json", "android/memories/sst2.safetensors")
+    assert p.bytes_fetched == total  # resumed, not restarted: every byte crossed the network once
+    assert any(b"Range: bytes=5000-" in r for r in proxy.requests)
+
+
+# --- fault injection: a server that lies or breaks ---------------------------------------------------------------
+
+@pytest.fixture()
+def fake(server):
+    """A FakeServer mirroring the real server's manifest and files; tests then break one thing."""
+    f = FakeServer()
+    m = requests.get(server.url + "/manifest", timeout=10).json()
+    for b in m["backbones"].values():
+        for file in b["files"]:
+            f.routes[file["url"].split("?")[0]] = requests.get(server.url + file["url"], timeout=10).content
+    for task, per in m["tasks"].items():
+        f.routes[f"/memories/{task}"] = requests.get(server.url + per["android"]["url"], timeout=10).content
+    f.manifest = m
+    f.set_manifest = lambda: f.routes.__setitem__("/manifest", json.dumps(f.manifest).encode())
+    f.set_manifest()
+    yield f
+    f.close()
+
+
+def publish_fake(fake, task, data, **entry):
+    e = fake.manifest["tasks"][task]["android"]
+    e.update({"version": e["version"] + 1, "sha256": sha256(data), "bytes": len(data), **entry})
+    fake.routes[f"/memories/{task}"] = data
+    fake.set_manifest()
+
+
+def test_refuses_sha_mismatch_keeps_last_good(fake, good_cache, tmp_path):
+    cache, (a, _) = good_cache
+    c = shutil.copytree(cache, tmp_path / "c")
+    publish_fake(fake, "sst2", memory_bytes("sst2", seed=5))
+    fake.routes["/memories/sst2"] = memory_bytes("sst2", seed=6)  # served bytes differ from the manifest's sha256
+    p = EdgeClient(fake.url, c).predict("sst2", "good movie")
+    assert p.memory_version == 1 and p.logits == a["logits"]
+    assert "does not match the manifest's sha256" in p.warnings[0] and "last good" in p.warnings[0]
+    assert not any((c / "partial").iterdir())  # the refused file is gone, not cached
+    with pytest.raises(IntegrityError, match="does not match the manifest's sha256"):
+        _fresh_memory_refused(fake, cache, tmp_path, "sst2")
+
+
+def _fresh_memory_refused(fake, cache, tmp_path, task):
+    c = shutil.copytree(cache, tmp_path / "fresh")
+    state = json.loads((c / "state.json").read_text())
+    state["memories"].pop(task)  # no last good copy of this task
+    (c / "state.json").write_text(json.dumps(state))
+    EdgeClient(fake.url, c).predict(task, "good movie")
+
+
+def test_refuses_memory_for_another_backbone(fake, good_cache, tmp_path):
+    cache, (a, _) = good_cache
+    data = memory_bytes("sst2", seed=8, fp=OTHER_FP)  # the manifest claims our backbone; the file says otherwise
+    publish_fake(fake, "sst2", data)
+    p = EdgeClient(fake.url, shutil.copytree(cache, tmp_path / "c")).predict("sst2", "good movie")
+    assert p.memory_version == 1 and "made for backbone" in p.warnings[0] and p.logits == a["logits"]
+    with pytest.raises(IntegrityError, match="made for backbone"):
+        _fresh_memory_refused(fake, cache, tmp_path, "sst2")
+    publish_fake(fake, "rte", memory_bytes("rte", labels=RTE, seed=9), backbone_fingerprint=OTHER_FP)
+    with pytest.raises(IntegrityError, match="cached backbone"):  # refused from the manifest, before downloading
+        _fresh_memory_refused(fake, cache, tmp_path / "x", "rte")
+    assert not any(h[0].startswith("/memories/rte") for h in fake.hits)
+
+
+def test_refuses_truncated_download_keeps_last_good(fake, good_cache, tmp_path):
+    cache, (a, _) = good_cache
+    data = memory_bytes("sst2", seed=10)
+    publish_fake(fake, "sst2", data)
+    fake.truncate["/memories/sst2"] = 100  # every attempt (4, each resuming) dies after 100 more bytes
+    c = shutil.copytree(cache, tmp_path / "c")
+    p = EdgeClient(fake.url, c).predict("sst2", "good movie")
+    assert p.memory_version == 1 and "stopped at" in p.warnings[0] and p.logits == a["logits"]
+    assert (c / "partial" / f"{sha256(data)}.part").stat().st_size == 400  # kept for a later resume, not used
+    with pytest.raises(Truncated, match=f"stopped at 400 of {len(data)} bytes"):
+        _fresh_memory_refused(fake, cache, tmp_path, "sst2")
+    fake.truncate.clear()
+    p = EdgeClient(fake.url, c).predict("sst2", "good movie")
+    assert p.memory_version == 2 and p.bytes_fetched == len(data) - 400  # resumed from the partial file
+
+
+def test_refuses_tampered_cache(good_cache, tmp_path):
+    cache, _ = good_cache
+    c = shutil.copytree(cache, tmp_path / "c")
+    state = json.loads((c / "state.json").read_text())
+    blob = c / "blobs" / state["memories"]["sst2"]["sha256"]
+    data = bytearray(blob.read_bytes())
+    data[-40] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="missing or corrupt"):
+        EdgeClient(None, c, offline=True).predict("sst2", "good movie")
+    with pytest.raises(NotCached):
+        EdgeClient(None, tmp_path / "none", offline=True).predict("sst2", "good movie")

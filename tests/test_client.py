@@ -205,3 +205,11 @@ def test_refuses_tampered_cache(good_cache, tmp_path):
         EdgeClient(None, c, offline=True).predict("sst2", "good movie")
     with pytest.raises(NotCached):
         EdgeClient(None, tmp_path / "none", offline=True).predict("sst2", "good movie")
+
+
+def test_client_never_imports_pipeline(good_cache):
+    cache, _ = good_cache
+    code = ("import sys; from apps.client.__main__ import main; "
+            f"assert main(['good movie', '--offline', '--cache', {str(cache)!r}, '--task', 'sst2']) == 0; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('pipeline', 'mobile_export')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120, capture_output=True)

@@ -419,3 +419,13 @@ def test_flask_dev_server_local_publish_and_config_file(tmp_path, dist):
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         p.wait(10)
+
+
+def test_server_imports_neither_torch_nor_pipeline():
+    code = ("import sys, demo_server; demo_server.create_app({'INSTANCE_PATH': sys.argv[1]}); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'pipeline', 'mobile_export')]; "
+            "assert not bad, bad")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([sys.executable, "-c", code, d], cwd=REPO, check=True, timeout=60)

@@ -141,7 +141,9 @@ def load_task(path: str | Path, backbone=None, tokenizer=None, backbone_fingerpr
         raise UserError(f"{path} does not fit its method: missing {missing[:3]}, unexpected {unexpected[:3]}")
     for k, t in tensors.items():
         if t.shape != expected[k].shape:
-            raise UserError(f"{path}: tensor {k} has shape {tuple(t.shape)}, the model needs {tuple(expected[k].shape)}")
+            raise UserError(
+                f"{path}: tensor {k} has shape {tuple(t.shape)}, the model needs {tuple(expected[k].shape)}"
+            )
     model.load_state_dict(tensors, strict=False)
     model.eval()
     return model, tokenizer, meta

@@ -25,13 +25,20 @@ def load_backbone(name: str | None = None) -> tuple[nn.Module, PreTrainedTokeniz
     """Load an encoder and its tokenizer from a local folder or, when online, the Hugging Face hub."""
     name = name or default_backbone()
     try:
-        model = AutoModel.from_pretrained(name)
+        model, info = AutoModel.from_pretrained(name, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(name)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: huggingface_hub's invalid repo id
         raise UserError(
             f"cannot load backbone {name!r}: {str(e).splitlines()[0]} "
             "(give a local model folder with --model, or omit it for the embedded MiniLM)"
         ) from e
+    # The pooler is unused (we mean-pool) and often missing from encoder checkpoints, in which case it would be
+    # randomly initialised on every load and make the fingerprint unstable: drop it.
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    missing = [k for k in info["missing_keys"] if not k.startswith("pooler.")]
+    if missing:
+        raise UserError(f"backbone {name!r} lacks pre-trained weights for {missing[:3]}; it is not a usable encoder")
     model.eval()
     return model, tokenizer
 

@@ -85,7 +85,9 @@ def default_data_dir() -> Path | None:
 def load_glue(task: str, data_dir: str | Path | None = None) -> TaskData:
     """A GLUE task from local GLUE-format files (the layout of the GLUE zips)."""
     if task not in GLUE:
-        raise UserError(f"unknown task {task!r}; GLUE tasks are {', '.join(GLUE)} (or use --train-file for your own data)")
+        raise UserError(
+            f"unknown task {task!r}; GLUE tasks are {', '.join(GLUE)} (or use --train-file for your own data)"
+        )
     t = GLUE[task]
     roots = [Path(data_dir)] if data_dir else [d for d in (REPO_DATA, SHARED_DATA) if d.is_dir()]
     for root in roots:
@@ -116,7 +118,12 @@ def _glue_split(t: GlueTask, path: Path, task: str) -> Examples:
         lines = f.read().split("\n")
     lines = [ln for ln in lines if ln]
     header = list(t.columns) if t.columns else lines.pop(0).split("\t")
-    rows = [dict(zip(header, ln.split("\t"))) for ln in lines]
+    rows = []
+    for i, ln in enumerate(lines):
+        fields = ln.split("\t")
+        if len(fields) != len(header):
+            raise UserError(f"{path} line {i + 1}: {len(fields)} tab-separated fields, expected {len(header)}")
+        rows.append(dict(zip(header, fields, strict=True)))
     return _to_examples(rows, t.text_a, t.text_b, t.label, t.raw_labels, f"{path}")
 
 
@@ -131,11 +138,11 @@ def _to_examples(rows: list[dict], a: str, b: str | None, label: str, raw_labels
         value = r[label]
         if raw_labels is None:
             try:
-                y = float(value)
+                y = float("nan" if value is None else value)
             except (TypeError, ValueError):
                 raise UserError(f"{where} row {i}: regression target {value!r} is not a number") from None
             if not math.isfinite(y):
-                raise UserError(f"{where} row {i}: regression target is {value!r}; remove or fix that row")
+                raise UserError(f"{where} row {i}: regression target is missing or {y}; remove or fix that row")
             labels.append(y)
         else:
             key = _label_key(value)
@@ -162,8 +169,9 @@ def load_user_files(
     """A task from the user's CSV/TSV/JSONL files. Labels may be strings; a float column can be a regression target."""
     train_rows = _read_rows(train_file)
     val_rows = _read_rows(validation_file)
-    if label_column not in train_rows[0]:
-        raise UserError(f"{train_file} has no column {label_column!r}; its columns are {', '.join(train_rows[0])}")
+    for column in (text_column, text_pair_column, label_column):
+        if column is not None and column not in train_rows[0]:
+            raise UserError(f"{train_file} has no column {column!r}; its columns are {', '.join(train_rows[0])}")
     values = [r[label_column] for r in train_rows]
     regression = task_type == "regression" or (task_type == "auto" and _looks_continuous(values))
     raw_labels = None if regression else tuple(sorted({_label_key(v) for v in values}, key=_natural))
@@ -204,8 +212,14 @@ def _read_rows(path: str) -> list[dict]:
         raise UserError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
     builder, kwargs = kinds[suffix]
     datasets.disable_progress_bars()
+    if p.stat().st_size == 0:
+        raise UserError(f"{path} has no examples (the file is empty)")
     try:
         ds = datasets.load_dataset(builder, data_files=str(p), split="train", **kwargs)
+    except ValueError as e:
+        if "corresponds to no data" in str(e):  # a header and nothing else
+            raise UserError(f"{path} has no examples") from None
+        raise UserError(f"cannot read {path}: {str(e).splitlines()[0]}") from e
     except Exception as e:  # datasets raises many types for malformed files
         raise UserError(f"cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     rows = ds.to_list()

@@ -19,7 +19,7 @@ def attach_spartan(backbone: nn.Module, config: SpartanConfig) -> nn.ModuleList:
     """
     layers = encoder_layers(backbone)
     memories = nn.ModuleList(SpartanMemory(backbone.config.hidden_size, config) for _ in layers)
-    for layer, memory in zip(layers, memories):
+    for layer, memory in zip(layers, memories, strict=True):
         layer.register_forward_hook(_residual_hook(memory))
     return memories
 

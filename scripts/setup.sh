@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv and install the project. `--dev` adds pytest and ruff.
+# torch is installed first and pinned: the CPU wheel of 2.13.0; an unpinned torch would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra=""
+[ "${1:-}" = "--dev" ] && extra="[dev]"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e ".${extra}"

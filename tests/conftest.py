@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny random encoders of each supported family, saved like real checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
+
+
+def _save_tiny(kind: str, folder: Path) -> Path:
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertModel,
+        DistilBertConfig,
+        DistilBertModel,
+        RobertaConfig,
+        RobertaModel,
+    )
+
+    from pipeline.backbone import default_backbone
+
+    torch.manual_seed(0)
+    if kind == "bert":
+        model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=37, max_position_embeddings=130), add_pooling_layer=False)
+    elif kind == "roberta":
+        model = RobertaModel(RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                           intermediate_size=37, max_position_embeddings=132, vocab_size=30522,
+                                           pad_token_id=0), add_pooling_layer=False)
+    elif kind == "distilbert":
+        model = DistilBertModel(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37,
+                                                 max_position_embeddings=130))
+    else:
+        raise ValueError(kind)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(default_backbone()).save_pretrained(folder)  # a real WordPiece vocabulary
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_backbones(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("tiny")
+    return {kind: str(_save_tiny(kind, root / kind)) for kind in ("bert", "roberta", "distilbert")}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_backbones) -> str:
+    return tiny_backbones["bert"]
+
+
+def write_csv(path: Path, rows: list[tuple], header: tuple) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sentiment_csvs(tmp_path_factory) -> tuple[str, str]:
+    """A small two-class task with string labels, learnable from words."""
+    import random
+
+    rng = random.Random(0)
+    good, bad = ["great", "lovely", "superb", "fine", "good"], ["awful", "bad", "poor", "dull", "terrible"]
+    def rows(n):
+        out = []
+        for _ in range(n):
+            pos = rng.random() < 0.5
+            words = rng.sample(good if pos else bad, 2) + ["movie", "plot"]
+            rng.shuffle(words)
+            out.append((" ".join(words), "pos" if pos else "neg"))
+        return out
+    d = tmp_path_factory.mktemp("csv")
+    return (str(write_csv(d / "train.csv", rows(96), ("text", "label"))),
+            str(write_csv(d / "dev.csv", rows(32), ("text", "label"))))

@@ -73,7 +73,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(port: int, path: str, etag: str | None, n_threads: int, per_thread: int, size: int, q) -> None:
+def _worker(port: int, path: str, etag: str | None, counts: list[int], size: int, q) -> None:
     lat: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -102,7 +102,7 @@ def _worker(port: int, path: str, etag: str | None, n_threads: int, per_thread: 
             lat.extend(mine)
             errors[0] += errs
 
-    threads = [threading.Thread(target=client, args=(per_thread,)) for _ in range(n_threads)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in counts]
     for t in threads:
         t.start()
     for t in threads:
@@ -111,10 +111,10 @@ def _worker(port: int, path: str, etag: str | None, n_threads: int, per_thread: 
 
 
 def drive(port: int, path: str, etag: str | None, total: int, concurrency: int, procs: int, size: int) -> dict:
-    per_client = total // concurrency
+    per_client = [total // concurrency + (i < total % concurrency) for i in range(concurrency)]
     q = mp.Queue()
-    splits = [concurrency // procs + (i < concurrency % procs) for i in range(procs)]
-    ps = [mp.Process(target=_worker, args=(port, path, etag, n, per_client, size, q)) for n in splits if n]
+    groups = [per_client[i::procs] for i in range(procs)]  # clients spread over the load processes
+    ps = [mp.Process(target=_worker, args=(port, path, etag, g, size, q)) for g in groups if g]
     t0 = time.perf_counter()
     for p in ps:
         p.start()

@@ -52,13 +52,28 @@ def quantize_int8(model: EdgeModel, inputs: tuple, dynamic: tuple) -> torch.nn.M
         return convert_pt2e(prepared)
 
 
-def lower(ep: ExportedProgram, delegate_memory: bool = True) -> bytes:
-    """ExportedProgram -> .pte bytes with XNNPACK delegation."""
+def lower_edge(ep: ExportedProgram, delegate_memory: bool = True):
+    """ExportedProgram -> lowered EdgeProgramManager (XNNPACK delegation)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     partitioner = XnnpackPartitioner(force_non_static_weights_for_f32_linear=delegate_memory)
-    return to_edge_transform_and_lower(ep, partitioner=[partitioner]).to_executorch().buffer
+    return to_edge_transform_and_lower(ep, partitioner=[partitioner])
+
+
+def lower(ep: ExportedProgram, delegate_memory: bool = True) -> bytes:
+    """ExportedProgram -> .pte bytes."""
+    return lower_edge(ep, delegate_memory).to_executorch().buffer
+
+
+def delegation_summary(edge) -> dict:
+    """How much of a lowered program XNNPACK took, and which ops it left to the portable kernels."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(edge.exported_program().graph_module)
+    left = {k.op_type: k.non_delegated for k in info.delegation_by_operator.values() if k.non_delegated}
+    return {"delegated_subgraphs": info.num_delegated_subgraphs, "delegated_nodes": info.num_delegated_nodes,
+            "non_delegated_nodes": info.num_non_delegated_nodes, "non_delegated_ops": left}
 
 
 def build_pte(model: EdgeModel, max_labels: int, max_seq_length: int, quantize: str | None = None,

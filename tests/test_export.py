@@ -252,12 +252,12 @@ def test_parity_and_memory_swap_on_one_program(real_dist, real_tasks):
     method = load_android(real_dist)  # ONE loaded program for both tasks
     tokenizer = AutoTokenizer.from_pretrained(str(real_dist / "android"))  # the bundle's own tokenizer files
     results = []
-    for task in ("sst2", "rte", "sst2"):  # swap memories back and forth on the same method
+    for task, n in (("sst2", N_DEV), ("rte", N_DEV), ("sst2", 40)):  # swap memories back and forth, same method
         model, _, _ = load_task(real_tasks[task])
         examples = load_glue(task, GLUE).validation
         r = android_parity(method, model, tokenizer, real_dist / "android" / "memories" / f"{task}.safetensors",
-                           examples, N_DEV, 128)
+                           examples, n, 128)
         print(f"{task}: n={r.n} max|diff|={r.max_abs_diff:.2e} agreement={r.agreement:.4f}")
-        assert r.n >= N_DEV and r.max_abs_diff <= 1e-4 and r.agreement >= 0.995
+        assert r.n >= n and r.max_abs_diff <= 1e-4 and r.agreement >= 0.995
         results.append(r)
-    assert np.array_equal(results[0].program_predictions, results[2].program_predictions)
+    assert np.array_equal(results[0].program_predictions[:40], results[2].program_predictions)

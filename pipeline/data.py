@@ -260,3 +260,12 @@ def limit_train(data: TaskData, max_train_samples: int | None, few_shot: int | N
     if max_train_samples:
         train = train.subset(list(range(min(max_train_samples, len(train)))))
     return TaskData(data.spec, data.metric, train, data.validation)
+
+
+def hold_out(data: TaskData, n: int, seed: int) -> TaskData:
+    """Move n training examples (drawn with the seed) into validation: for tuning without touching dev."""
+    if not 0 < n < len(data.train):
+        raise UserError(f"--holdout {n} must be between 1 and the {len(data.train) - 1} training examples")
+    picked = set(random.Random(seed + 7919).sample(range(len(data.train)), n))
+    keep = [i for i in range(len(data.train)) if i not in picked]
+    return TaskData(data.spec, data.metric, data.train.subset(keep), data.train.subset(sorted(picked)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .artifact import ARTIFACT_NAME, DEFAULT_BACKBONE_ID, save_task
 from .backbone import fingerprint, load_backbone
-from .data import Examples, TaskData, limit_train, load_glue, load_hub, load_user_files
+from .data import Examples, TaskData, hold_out, limit_train, load_glue, load_hub, load_user_files
 from .errors import UserError
 from .methods import METHODS, default_options
 from .metrics import compute_metrics, primary_metric
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max-train-samples", type=int, default=None, help="keep the first N training examples")
     data.add_argument("--few-shot", type=int, default=None, help="train on N examples drawn with --seed")
     data.add_argument("--max-seq-length", type=int, default=128)
+    data.add_argument("--holdout", type=int, default=None,
+                      help="evaluate on N examples held out of train instead of dev (for learning-rate sweeps)")
     tr = p.add_argument_group("training")
     tr.add_argument("--epochs", type=float, default=1.0)
     tr.add_argument("--learning-rate", type=float, default=1e-3)
@@ -95,6 +98,8 @@ def load_data(args: argparse.Namespace) -> TaskData:
         data = load_hub(args.task or "sst2")
     else:
         data = load_glue(args.task or "sst2", args.data_dir)
+    if args.holdout:
+        data = hold_out(data, args.holdout, args.seed)
     return limit_train(data, args.max_train_samples, args.few_shot, args.seed)
 
 
@@ -242,6 +247,8 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
         "train_runtime": train_seconds, "seconds_per_step": sps, "batch_size": args.batch_size,
         "trainable_parameters": sum(p.numel() for p in params), "artifact_bytes": artifact.stat().st_size,
         "primary_metric": "eval_" + primary_metric(data.metric), "torch_threads": torch.get_num_threads(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "evaluated_on": f"{args.holdout} examples held out of train" if args.holdout else "dev",
     })
     ckpt_path.unlink(missing_ok=True)
     print(json.dumps(metrics, indent=2))

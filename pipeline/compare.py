@@ -1,0 +1,226 @@
+"""Side-by-side comparison of methods on one harness:
+`python -m pipeline.compare --tasks sst2,rte --methods spartan,houlsby,lora --few-shot 200 --seeds 3`.
+
+Every (setting, task, method, seed) cell is one `pipeline.train` run in its own process (clean peak-RSS numbers, and
+a crash loses only that cell) under RUNS/<setting>/<task>/<method>/seed<k>. A cell whose eval_results.json exists is
+finished and skipped, so the comparison resumes where it stopped. Results go to OUT/compare_<setting>.{json,md,png}.
+Learning rates come from OUT/lr_sweep.json (written by `--lr-sweep`, which tunes on a slice held out of train, never
+on dev); methods missing there use --learning-rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .data import GLUE, load_glue
+from .errors import UserError
+from .methods import METHODS
+
+PRIMARY = {"sst2": "eval_accuracy", "mrpc": "eval_combined_score", "rte": "eval_accuracy",
+           "cola": "eval_matthews_correlation", "stsb": "eval_combined_score"}
+SWEEP_GRID = {"full": [1e-5, 3e-5, 1e-4]}
+DEFAULT_GRID = [3e-4, 1e-3, 3e-3, 1e-2]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.compare", description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", default="sst2,mrpc,rte,cola,stsb")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--few-shot", type=int, default=None)
+    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--epochs", type=float, default=None, help="default: 10 for few-shot, 1 otherwise")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="for methods not in lr_sweep.json")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--model", default=None, help="backbone (default: the embedded MiniLM)")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--runs", default="runs/compare")
+    p.add_argument("--out", default="docs/results")
+    p.add_argument("--lr-sweep", action="store_true", help="tune each method's learning rate on a held-out slice")
+    p.add_argument("--sweep-task", default="sst2")
+    p.add_argument("--holdout", type=int, default=500)
+    return p
+
+
+def setting_name(args: argparse.Namespace) -> str:
+    if args.few_shot:
+        return f"fewshot{args.few_shot}"
+    return f"n{args.max_train_samples}" if args.max_train_samples else "full"
+
+
+def run_cell(cell_dir: Path, argv: list[str]) -> dict:
+    """Train one cell unless it is finished; return its results (or the error)."""
+    done = cell_dir / "eval_results.json"
+    if not done.exists():
+        cmd = [sys.executable, "-m", "pipeline.train", "--output-dir", str(cell_dir), "--resume", *argv]
+        t0 = time.time()
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            return {"error": lines[-1] if lines else f"exit code {proc.returncode}"}
+        print(f"  {cell_dir} done in {time.time() - t0:.0f} s", file=sys.stderr)
+    return {**json.loads(done.read_text()), **json.loads((cell_dir / "train_results.json").read_text())}
+
+
+def learning_rates(out: Path) -> dict[str, float]:
+    f = out / "lr_sweep.json"
+    return json.loads(f.read_text())["best"] if f.exists() else {}
+
+
+def common_argv(args: argparse.Namespace, task: str) -> list[str]:
+    argv = ["--task", task, "--batch-size", str(args.batch_size), "--max-seq-length", str(args.max_seq_length)]
+    if args.model:
+        argv += ["--model", args.model]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    if args.few_shot:
+        argv += ["--few-shot", str(args.few_shot)]
+    if args.max_train_samples:
+        argv += ["--max-train-samples", str(args.max_train_samples)]
+    epochs = args.epochs if args.epochs is not None else (10 if args.few_shot else 1)
+    return argv + ["--epochs", str(epochs)]
+
+
+def lr_sweep(args: argparse.Namespace, methods: list[str]) -> dict:
+    out = Path(args.out)
+    results: dict[str, dict[str, float]] = {}
+    for method in methods:
+        results[method] = {}
+        for lr in SWEEP_GRID.get(method, DEFAULT_GRID):
+            cell = Path(args.runs) / f"lrsweep_{setting_name(args)}" / args.sweep_task / method / f"lr{lr:g}"
+            argv = common_argv(args, args.sweep_task) + ["--method", method, "--learning-rate", str(lr),
+                                                          "--holdout", str(args.holdout), "--seed", "0"]
+            r = run_cell(cell, argv)
+            results[method][f"{lr:g}"] = r.get(PRIMARY[args.sweep_task], float("nan"))
+            print(f"{method} lr={lr:g}: {results[method][f'{lr:g}']}", file=sys.stderr)
+    best = {m: float(max(rs, key=lambda k: rs[k] if rs[k] == rs[k] else -1)) for m, rs in results.items()}
+    report = {"task": args.sweep_task, "setting": setting_name(args), "holdout_examples": args.holdout,
+              "metric": PRIMARY[args.sweep_task], "results": results, "best": best,
+              "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]])}
+    (out / "lr_sweep.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], cells: dict) -> dict:
+    rows = {}
+    for method in methods:
+        row = {"tasks": {}}
+        for task in tasks:
+            runs = [r for r in cells[(task, method)] if "error" not in r]
+            errors = [r["error"] for r in cells[(task, method)] if "error" in r]
+            if not runs:
+                row["tasks"][task] = {"error": errors[0] if errors else "not run"}
+                continue
+            scores = [100 * r[PRIMARY[task]] for r in runs]
+            row["tasks"][task] = {
+                "metric": PRIMARY[task], "mean": statistics.mean(scores),
+                "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "seeds": len(scores),
+                "trainable_parameters": runs[0]["trainable_parameters"], "artifact_bytes": runs[0]["artifact_bytes"],
+                "train_seconds": statistics.mean(r["train_runtime"] for r in runs),
+                "seconds_per_step": statistics.median(r["seconds_per_step"] for r in runs),
+                "peak_rss_mb": max(r.get("peak_rss_mb", 0) for r in runs),
+            }
+        done = [v["mean"] for v in row["tasks"].values() if "mean" in v]
+        row["average"] = statistics.mean(done) if len(done) == len(tasks) else None
+        rows[method] = row
+    return {"setting": setting_name(args), "tasks": tasks, "seeds": args.seeds,
+            "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]]),
+            "learning_rates": {m: learning_rates(Path(args.out)).get(m, args.learning_rate) for m in methods},
+            "methods": rows}
+
+
+def write_reports(summary: dict, out: Path) -> None:
+    name = f"compare_{summary['setting']}"
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    tasks = summary["tasks"]
+    lines = [f"# Comparison: {summary['setting']}, {summary['seeds']} seed(s)", "",
+             f"Command: `{summary['command']}`", "",
+             "Dev metric x100 (mean ± std over seeds; MRPC and STS-B: mean of their two metrics), trainable "
+             "parameters incl. head, artifact bytes, mean training seconds, median seconds per step, peak RSS.", "",
+             "| method | " + " | ".join(tasks) + " | avg | params | artifact bytes | train s | s/step | peak RSS MB |",
+             "|---" * (len(tasks) + 7) + "|"]
+    for method, row in summary["methods"].items():
+        cells = []
+        for t in tasks:
+            v = row["tasks"][t]
+            cells.append(f"{v['mean']:.1f} ± {v['std']:.1f}" if "mean" in v else f"({v['error'][:40]})")
+        first = next((v for v in row["tasks"].values() if "mean" in v), {})
+        avg = f"{row['average']:.1f}" if row["average"] is not None else "-"
+        lines.append(f"| {method} (lr {summary['learning_rates'][method]:g}) | " + " | ".join(cells) +
+                     f" | {avg} | {first.get('trainable_parameters', '-'):,} | {first.get('artifact_bytes', '-'):,} | "
+                     f"{first.get('train_seconds', 0):.0f} | {first.get('seconds_per_step', 0):.3f} | "
+                     f"{first.get('peak_rss_mb', 0):.0f} |")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    plot(summary, out / f"{name}.png")
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks, methods = summary["tasks"], list(summary["methods"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks)), 4))
+    width = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        vals = [summary["methods"][m]["tasks"][t].get("mean", 0) for t in tasks]
+        errs = [summary["methods"][m]["tasks"][t].get("std", 0) for t in tasks]
+        ax.bar([j + i * width for j in range(len(tasks))], vals, width, yerr=errs, label=m)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
+    ax.set_ylabel("dev metric x100")
+    ax.set_title(f"{summary['setting']}, {summary['seeds']} seed(s)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    tasks = [t for t in args.tasks.split(",") if t]
+    methods = [m for m in args.methods.split(",") if m]
+    try:
+        for m in methods:
+            if m not in METHODS:
+                raise UserError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        for t in tasks:
+            if t not in GLUE:
+                raise UserError(f"unknown task {t!r}; choose from {', '.join(GLUE)}")
+            load_glue(t, args.data_dir)  # fail before training anything if a task's data is missing
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.lr_sweep:
+        lr_sweep(args, methods)
+        return 0
+    lrs = learning_rates(out)
+    cells = {}
+    for seed in range(args.seeds):  # seeds outermost: one full pass over methods gives a first comparison
+        for task in tasks:
+            for method in methods:
+                lr = lrs.get(method, args.learning_rate)
+                cell = Path(args.runs) / setting_name(args) / task / method / f"seed{seed}"
+                argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr), "--seed", str(seed)]
+                cells.setdefault((task, method), []).append(run_cell(cell, argv))
+    summary = summarize(args, tasks, methods, cells)
+    write_reports(summary, out)
+    print((out / f"compare_{summary['setting']}.md").read_text())
+    failed = [f"{t}/{m}" for (t, m), rs in cells.items() if any("error" in r for r in rs)]
+    if failed:
+        print(f"error: {len(failed)} cell(s) failed: {', '.join(failed[:5])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

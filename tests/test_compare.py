@@ -1,0 +1,63 @@
+"""The comparison harness: every cell trained once, reports written, reruns skip finished cells."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def glue_folder(root: Path) -> Path:
+    """A tiny GLUE-format SST-2 and RTE (same layout as the real files)."""
+    words = [("a great and lovely film", 1), ("awful , dull and bad", 0), ("superb acting", 1), ("poor plot", 0)]
+    sst = root / "SST-2"
+    sst.mkdir(parents=True)
+    for split, n in (("train", 24), ("dev", 8)):
+        (sst / f"{split}.tsv").write_text("sentence\tlabel\n" + "".join(
+            f"{words[i % 4][0]} \t{words[i % 4][1]}\n" for i in range(n)))
+    rte = root / "RTE"
+    rte.mkdir()
+    for split, n in (("train", 24), ("dev", 8)):
+        (rte / f"{split}.tsv").write_text("index\tsentence1\tsentence2\tlabel\n" + "".join(
+            f"{i}\tit rains .\tit is wet .\t{'entailment' if i % 2 else 'not_entailment'}\n" for i in range(n)))
+    return root
+
+
+def compare(tmp_path, tiny_bert, *extra):
+    argv = [sys.executable, "-m", "pipeline.compare", "--tasks", "sst2,rte", "--methods", "spartan,probe",
+            "--model", tiny_bert, "--data-dir", str(tmp_path / "glue"), "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "out"), "--batch-size", "8", "--max-seq-length", "16", "--epochs", "1", *extra]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+
+
+def test_compare_runs_every_cell_and_resumes(tmp_path, tiny_bert):
+    glue_folder(tmp_path / "glue")
+    p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--seeds", "1")
+    assert p.returncode == 0, p.stderr[-2000:]
+    first = sorted((tmp_path / "runs").rglob("eval_results.json"))
+    stamps = [r.stat().st_mtime_ns for r in first]
+    assert len(first) == 2
+    # Asking for a second seed trains only the new cells; the finished ones are kept as they were.
+    p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--seeds", "2")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stderr.count("done in") == 2
+    assert [r.stat().st_mtime_ns for r in first] == stamps
+    summary = json.loads((tmp_path / "out" / "compare_full.json").read_text())
+    for method in ("spartan", "probe"):
+        cell = summary["methods"][method]["tasks"]["sst2"]
+        assert cell["seeds"] == 2 and 0 <= cell["mean"] <= 100 and cell["peak_rss_mb"] > 0
+        assert summary["methods"][method]["average"] == cell["mean"]
+    assert (tmp_path / "out" / "compare_full.png").stat().st_size > 1000
+    assert "| spartan (lr 0.001) |" in (tmp_path / "out" / "compare_full.md").read_text()
+
+
+def test_compare_bad_input(tmp_path, tiny_bert):
+    glue_folder(tmp_path / "glue")
+    p = compare(tmp_path, tiny_bert, "--methods", "spartan,magic")
+    assert p.returncode == 2 and "unknown method 'magic'" in p.stderr.strip().splitlines()[-1]
+    p = compare(tmp_path, tiny_bert, "--tasks", "sst2,cola")
+    assert p.returncode == 2 and "no CoLA/dev.tsv" in p.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists()

@@ -128,6 +128,15 @@ def compute_loss(model: TaskModel, logits: torch.Tensor, labels: torch.Tensor) -
     return loss + aux if aux is not None else loss
 
 
+def train_step(model: TaskModel, optimizer: torch.optim.Optimizer, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on one batch; returns the loss."""
+    loss = compute_loss(model, model(**inputs), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 @torch.inference_mode()
 def evaluate(model: TaskModel, tokenizer, data: TaskData, max_len: int, batch_size: int = 64) -> dict[str, float]:
     model.eval()
@@ -220,10 +229,7 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
             t0 = time.perf_counter()
             inputs = encode(tokenizer, data.train, idx, args.max_seq_length)
             labels = torch.tensor([data.train.labels[i] for i in idx])
-            loss = compute_loss(model, model(**inputs), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(model, optimizer, inputs, labels)
             scheduler.step()
             train_seconds += time.perf_counter() - t0
             step += 1

@@ -1,0 +1,101 @@
+"""Training throughput per method (examples/s) on this CPU, few-shot setting, methods interleaved in one run.
+
+    python benchmarks/train_throughput.py [--methods spartan,houlsby,...] [--rounds 7] [--steps 3]
+
+Each round times `--steps` optimizer steps of every method in turn (same batches, same order), so machine noise hits
+all methods alike; we report median, p10 and p90 over rounds, and each method's step time relative to SPARTAN.
+Writes docs/results/train_throughput.{json,md}. A benchmark, not a test: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pipeline.backbone import load_backbone  # noqa: E402
+from pipeline.data import limit_train, load_glue  # noqa: E402
+from pipeline.methods import default_options  # noqa: E402
+from pipeline.model import TaskModel  # noqa: E402
+from pipeline.train import encode, train_step  # noqa: E402
+
+
+def quantile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--methods", default="spartan,houlsby,pfeiffer,lora,bitfit,probe,full")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--few-shot", type=int, default=200)
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--out", default=str(REPO / "docs" / "results"))
+    args = p.parse_args()
+    methods = args.methods.split(",")
+    data = limit_train(load_glue("sst2"), None, args.few_shot, seed=0)
+    models = {}
+    for m in methods:
+        backbone, tok = load_backbone()
+        torch.manual_seed(0)
+        model = TaskModel(backbone, m, default_options(m), data.spec).train()
+        opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
+        models[m] = (model, opt)
+    batches = [list(range(i, i + args.batch_size)) for i in range(0, args.few_shot - args.batch_size + 1,
+                                                                     args.batch_size)]
+    enc = [(encode(tok, data.train, b, args.max_seq_length), torch.tensor([data.train.labels[i] for i in b]))
+           for b in batches]
+    for m in methods:  # warm-up: first steps allocate optimizer state and caches
+        train_step(*models[m], *enc[0])
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(args.rounds):
+        for m in methods:
+            t0 = time.perf_counter()
+            for s in range(args.steps):
+                train_step(*models[m], *enc[(r * args.steps + s) % len(enc)])
+            times[m].append((time.perf_counter() - t0) / args.steps)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m} {times[m][-1]:.3f}s" for m in methods),
+              file=sys.stderr)
+    ref = "spartan" if "spartan" in methods else methods[0]
+    report = {"command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+              "batch_size": args.batch_size, "few_shot": args.few_shot, "rounds": args.rounds,
+              "steps_per_round": args.steps, "threads": torch.get_num_threads(), "methods": {}}
+    for m in methods:
+        eps = [args.batch_size / t for t in times[m]]
+        ratio = [t / tr for t, tr in zip(times[m], times[ref], strict=True)]  # same round: noise cancels
+        report["methods"][m] = {
+            "seconds_per_step_median": statistics.median(times[m]),
+            "examples_per_s": {"median": statistics.median(eps), "p10": quantile(eps, 0.1),
+                               "p90": quantile(eps, 0.9)},
+            f"step_time_vs_{ref}": {"median": statistics.median(ratio), "p10": quantile(ratio, 0.1),
+                                    "p90": quantile(ratio, 0.9)},
+        }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Training throughput (few-shot setting, this CPU)", "", f"Command: `{report['command']}`", "",
+             f"Batch {args.batch_size}, SST-2 few-shot {args.few_shot}, max length {args.max_seq_length}, "
+             f"{report['threads']} threads; {args.rounds} interleaved rounds of {args.steps} steps per method.", "",
+             f"| method | examples/s median | p10 | p90 | step time / {ref} (median, p10-p90) |",
+             "|---|---|---|---|---|"]
+    for m, r in report["methods"].items():
+        e, q = r["examples_per_s"], r[f"step_time_vs_{ref}"]
+        lines.append(f"| {m} | {e['median']:.1f} | {e['p10']:.1f} | {e['p90']:.1f} | "
+                     f"{q['median']:.2f} ({q['p10']:.2f}-{q['p90']:.2f}) |")
+    (out / "train_throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

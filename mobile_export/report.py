@@ -60,16 +60,6 @@ def fp16_effect(method, task_model, tokenizer, memory_file: Path, examples, n: i
     return {"n": len(diffs), "max_abs_logit_diff": max(diffs), "prediction_agreement": float(np.mean(agree))}
 
 
-def median_ms(fn, runs: int = 20) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return round(statistics.median(times), 2)
-
-
 class Bare(torch.nn.Module):
     """The backbone alone with mean pooling: the floor the memory-as-inputs program is compared against."""
 
@@ -83,7 +73,7 @@ class Bare(torch.nn.Module):
         return (h * m).sum(1) / m.sum(1)
 
 
-def latency(runs: list[str], max_len: int, work: Path) -> dict:
+def latency(runs: list[str], max_len: int, work: Path, repeats: int = 30) -> dict:
     """Median ms at S=32 and S=128 for: bare backbone, memory delegated (the bundle's setting), memory not delegated."""
     from executorch.runtime import Runtime
     from torch.export import Dim, export
@@ -112,18 +102,21 @@ def latency(runs: list[str], max_len: int, work: Path) -> dict:
     delegation["bare_backbone"] = android.delegation_summary(edge)
     programs["bare_backbone"] = (work / "bare.pte", False)
     programs["bare_backbone"][0].write_bytes(edge.to_executorch().buffer)
-    out = {}
-    for name, (path, with_memory) in programs.items():
-        method = Runtime.get().load_program(str(path)).load_method("forward")
-        for s in (32, 128):
-            x = torch.randint(1000, 5000, (1, s))
-            args = [x, torch.ones_like(x)] + (list(memory.values()) if with_memory else [])
-            out[f"{name}_S{s}_ms"] = median_ms(lambda a=args, m=method: m.execute(a))
-    for s in (32, 128):  # eager torch for reference, same threads
+    # Round-robin over the programs so load swings on a shared machine hit all of them alike
+    methods = {n: Runtime.get().load_program(str(p)).load_method("forward") for n, (p, _) in programs.items()}
+    times: dict[str, list[float]] = {}
+    for s in (32, 128):
         x = torch.randint(1000, 5000, (1, s))
-        with torch.inference_mode():
-            out[f"eager_task_model_S{s}_ms"] = median_ms(lambda x=x: tasks[0].model(x, torch.ones_like(x)))
-    return {"median_ms": out, "delegation": delegation, "torch_threads": torch.get_num_threads(),
+        args = {n: [x, torch.ones_like(x)] + (list(memory.values()) if mem else []) for n, (_, mem) in programs.items()}
+        for n in programs:
+            methods[n].execute(args[n])  # warm-up
+        for _ in range(repeats):
+            for n in programs:
+                t0 = time.perf_counter()
+                methods[n].execute(args[n])
+                times.setdefault(f"{n}_S{s}_ms", []).append((time.perf_counter() - t0) * 1e3)
+    out = {k: round(statistics.median(v), 2) for k, v in times.items()}
+    return {"median_ms": out, "runs_per_program": repeats, "delegation": delegation,
             "loadavg_at_end": os.getloadavg(), "note": "measured on a shared, busy 2-core x86 machine; noisy"}
 
 
@@ -135,9 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--parity-n", type=int, default=200)
     p.add_argument("--latency", action="store_true", help="also lower bare/non-delegated programs and time them")
+    p.add_argument("--latency-only", action="store_true", help="only (re)measure latency into the existing --out")
     args = p.parse_args(argv)
     from transformers import AutoTokenizer
 
+    if args.latency_only:
+        report = json.loads(Path(args.out).read_text())
+        with tempfile.TemporaryDirectory() as d:
+            report["latency"] = latency(args.memories, args.max_seq_length, Path(d))
+        report["latency"]["command"] = "python -m mobile_export.report " + " ".join(argv or sys.argv[1:])
+        Path(args.out).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        return 0
     report: dict = {"command": "python -m mobile_export.report " + " ".join(argv or sys.argv[1:]),
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared, busy)", "tasks": {}}
     with tempfile.TemporaryDirectory() as d:

@@ -136,13 +136,15 @@ def test_ios_parity_on_macos(tiny_dist, tiny_tasks, tmp_path):
     np.testing.assert_allclose(got, want, atol=2e-2)  # fp16 compute
 
 
-def test_int8_program_runs(tiny_tasks, tmp_path):
+def test_int8_program_with_fp16_memories_runs(tiny_tasks, tmp_path):
     from mobile_export.parity import load_android, run_android
 
     out = tmp_path / "dist"
-    m = export_bundle([tiny_tasks["a"]], out, "android", quantize="int8", max_seq_length=32, quiet=True)
-    assert m["targets"]["android"]["quantize"] == "int8"
-    memory, _ = read_memory(out / "android" / "memories" / "sst2.safetensors")
+    m = export_bundle([tiny_tasks["a"]], out, "android", quantize="int8", max_seq_length=32, memory_dtype="fp16",
+                      quiet=True)
+    assert m["targets"]["android"]["quantize"] == "int8" and m["tasks"]["sst2"]["files"]["android"]["dtype"] == "fp16"
+    memory, header = read_memory(out / "android" / "memories" / "sst2.safetensors")  # read_memory casts to fp32
+    assert header["dtype"] == "fp16"
     ids = torch.tensor([[101, 2307, 3185, 102]])
     logits = run_android(load_android(out), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, memory, 2)
     assert logits.shape == (1, 2) and np.isfinite(logits).all()

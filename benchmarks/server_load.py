@@ -131,6 +131,35 @@ def drive(port: int, path: str, etag: str | None, total: int, concurrency: int, 
             "MB_per_s": round(n * (size if etag is None else 0) / wall / 1e6, 1)}
 
 
+def _ms(text: str) -> float:
+    """wrk's latency strings (850.00us, 1.20ms, 2.00s) in milliseconds."""
+    for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return round(float(text[: -len(unit)]) * scale, 2)
+    raise ValueError(text)
+
+
+def drive_wrk(port: int, path: str, etag: str | None, seconds: int, concurrency: int, size: int) -> dict:
+    """The same load from wrk (a C load generator: far less client CPU on the shared cores), time-bounded."""
+    import re
+
+    cmd = ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"]
+    if etag:
+        cmd[1:1] = ["-H", f"If-None-Match: {etag}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    pct = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", out, re.M))
+    total = int(re.search(r"(\d+) requests in ([\d.]+)s", out).group(1))
+    wall = float(re.search(r"(\d+) requests in ([\d.]+)s", out).group(2))
+    bad = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = bad + (sum(int(g) for g in sock.groups()) if sock else 0)
+    rps = total / wall
+    return {"requests": total, "errors": errors, "wall_s": wall, "req_per_s": round(rps, 1),
+            "p50_ms": _ms(pct["50"]), "p90_ms": _ms(pct["90"]), "p99_ms": _ms(pct["99"]), "max_ms": None,
+            "body_bytes": 0 if etag else size, "MB_per_s": round(rps * (0 if etag else size) / 1e6, 1),
+            "driver": "wrk"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=20000, help="per path (full body, then 304)")
@@ -141,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (gthread)")
     ap.add_argument("--dist", help="publish this export folder instead of the synthetic MiniLM-sized memory")
     ap.add_argument("--task", default="sst2")
+    ap.add_argument("--driver", choices=["python", "wrk"], default="python",
+                    help="load generator: Python keep-alive clients, or wrk (apt-get install wrk) for --seconds")
+    ap.add_argument("--seconds", type=int, default=20, help="duration per path with --driver wrk")
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "server_load"), help="writes OUT.json, OUT.md")
     args = ap.parse_args(argv)
 
@@ -175,9 +207,14 @@ def main(argv: list[str] | None = None) -> int:
             r = c.getresponse()
             size, etag = len(r.read()), r.getheader("ETag")
             drive(port, path, None, min(2000, args.requests), args.concurrency, args.procs, size)  # warm-up
-            full = drive(port, path, None, args.requests, args.concurrency, args.procs, size)
-            print("200 (full body):", json.dumps(full))
-            cached = drive(port, path, etag, args.requests, args.concurrency, args.procs, size)
+            if args.driver == "wrk":
+                full = drive_wrk(port, path, None, args.seconds, args.concurrency, size)
+                print("200 (full body):", json.dumps(full))
+                cached = drive_wrk(port, path, etag, args.seconds, args.concurrency, size)
+            else:
+                full = drive(port, path, None, args.requests, args.concurrency, args.procs, size)
+                print("200 (full body):", json.dumps(full))
+                cached = drive(port, path, etag, args.requests, args.concurrency, args.procs, size)
             print("304 (If-None-Match):", json.dumps(cached))
         finally:
             os.killpg(srv.pid, signal.SIGTERM)
@@ -189,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": f"{platform.machine()} {platform.system()} {platform.release()}",
               "python": platform.python_version(), "memory_bytes": size,
               "date": time.strftime("%Y-%m-%d %H:%M"), "full_body": full, "not_modified_304": cached,
-              "note": "client and server share the same cores over loopback"}
+              "driver": args.driver, "note": "client and server share the same cores over loopback"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
@@ -198,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                      for name, r in (("GET memory, 200 full body", full), ("GET memory, 304 If-None-Match", cached)))
     out.with_suffix(".md").write_text(
         f"# demo_server load (loopback)\n\n`{result['command']}`\n\nServer: `gunicorn {result['server']}`; "
-        f"{args.concurrency} keep-alive clients in {args.procs} processes; memory file {size:,} bytes; "
+        f"{args.concurrency} keep-alive clients ({'wrk, 2 threads, ' + str(args.seconds) + ' s per path' if args.driver == 'wrk' else str(args.procs) + ' Python processes'}); memory file {size:,} bytes; "
         f"{result['cpus']} CPUs shared by client and server; {result['machine']}; {result['date']}.\n\n"
         "| path | requests | errors | req/s | p50 ms | p99 ms | max ms | MB/s |\n|---|---|---|---|---|---|---|---|\n"
         f"{rows}\n\nAim (issue 5): >= 500 req/s, p99 < 50 ms, zero errors.\n")

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--epochs", type=float, default=None, help="default: 10 for few-shot, 1 otherwise")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-3, help="for methods not in lr_sweep.json")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--model", default=None, help="backbone (default: the embedded MiniLM)")

@@ -25,6 +25,9 @@ from .methods import METHODS
 PRIMARY = {"sst2": "eval_accuracy", "mrpc": "eval_combined_score", "rte": "eval_accuracy",
            "cola": "eval_matthews_correlation", "stsb": "eval_combined_score"}
 SWEEP_GRID = {"full": [1e-5, 3e-5, 1e-4]}
+# Used for methods the sweep has not covered: 1e-3 for the parameter-efficient methods (the SPARTAN default),
+# 3e-5 for full fine-tuning (a standard BERT fine-tuning rate; 1e-3 would wreck the pre-trained weights).
+FALLBACK_LR = {"full": 3e-5}
 DEFAULT_GRID = [3e-4, 1e-3, 3e-3, 1e-2]
 
 
@@ -37,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--epochs", type=float, default=None, help="default: 10 for few-shot, 1 otherwise")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="for methods not in lr_sweep.json")
+    p.add_argument("--learning-rate", type=float, default=1e-3,
+                   help="for methods not in lr_sweep.json (full fine-tuning: 3e-5)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--model", default=None, help="backbone (default: the embedded MiniLM)")
     p.add_argument("--max-seq-length", type=int, default=128)
@@ -72,6 +76,10 @@ def run_cell(cell_dir: Path, argv: list[str]) -> dict:
 def learning_rates(out: Path) -> dict[str, float]:
     f = out / "lr_sweep.json"
     return json.loads(f.read_text())["best"] if f.exists() else {}
+
+
+def lr_for(method: str, swept: dict[str, float], args: argparse.Namespace) -> float:
+    return swept.get(method, FALLBACK_LR.get(method, args.learning_rate))
 
 
 def common_argv(args: argparse.Namespace, task: str) -> list[str]:
@@ -132,7 +140,8 @@ def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], ce
         rows[method] = row
     return {"setting": setting_name(args), "tasks": tasks, "seeds": args.seeds,
             "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]]),
-            "learning_rates": {m: learning_rates(Path(args.out)).get(m, args.learning_rate) for m in methods},
+            "learning_rates": {m: lr_for(m, learning_rates(Path(args.out)), args) for m in methods},
+            "learning_rates_from": "lr_sweep.json" if learning_rates(Path(args.out)) else "fallback (no sweep run)",
             "methods": rows}
 
 
@@ -208,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):  # seeds outermost: one full pass over methods gives a first comparison
         for task in tasks:
             for method in methods:
-                lr = lrs.get(method, args.learning_rate)
+                lr = lr_for(method, lrs, args)
                 cell = Path(args.runs) / setting_name(args) / task / method / f"seed{seed}"
                 argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr), "--seed", str(seed)]
                 cells.setdefault((task, method), []).append(run_cell(cell, argv))

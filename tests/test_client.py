@@ -191,7 +191,8 @@ def test_refuses_truncated_download_keeps_last_good(fake, good_cache, tmp_path):
         _fresh_memory_refused(fake, cache, tmp_path, "sst2")
     fake.truncate.clear()
     p = EdgeClient(fake.url, c).predict("sst2", "good movie")
-    assert p.memory_version == 2 and p.bytes_fetched == len(data) - have  # resumed from the partial file
+    published = fake.manifest["tasks"]["sst2"]["android"]["version"]  # depends on what earlier tests published
+    assert p.memory_version == published > 1 and p.bytes_fetched == len(data) - have  # resumed from the partial
 
 
 def test_refuses_tampered_cache(good_cache, tmp_path):

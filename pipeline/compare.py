@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--runs", default="runs/compare")
     p.add_argument("--out", default="docs/results")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: summarize the finished cells (unfinished ones show as 'not run')")
     p.add_argument("--lr-sweep", action="store_true", help="tune each method's learning rate on a held-out slice")
     p.add_argument("--sweep-task", default="sst2")
     p.add_argument("--holdout", type=int, default=500)
@@ -59,9 +61,11 @@ def setting_name(args: argparse.Namespace) -> str:
     return f"n{args.max_train_samples}" if args.max_train_samples else "full"
 
 
-def run_cell(cell_dir: Path, argv: list[str]) -> dict:
+def run_cell(cell_dir: Path, argv: list[str], train: bool = True) -> dict:
     """Train one cell unless it is finished; return its results (or the error)."""
     done = cell_dir / "eval_results.json"
+    if not done.exists() and not train:
+        return {"error": "not run"}
     if not done.exists():
         cmd = [sys.executable, "-m", "pipeline.train", "--output-dir", str(cell_dir), "--resume", *argv]
         t0 = time.time()
@@ -152,7 +156,8 @@ def write_reports(summary: dict, out: Path) -> None:
     lines = [f"# Comparison: {summary['setting']}, {summary['seeds']} seed(s)", "",
              f"Command: `{summary['command']}`", "",
              "Dev metric x100 (mean ± std over seeds; MRPC and STS-B: mean of their two metrics), trainable "
-             "parameters incl. head, artifact bytes, mean training seconds, median seconds per step, peak RSS.", "",
+             "parameters incl. head, artifact bytes, mean training seconds, median seconds per step, peak RSS "
+             "(the last four from the method's first task).", "",
              "| method | " + " | ".join(tasks) + " | avg | params | artifact bytes | train s | s/step | peak RSS MB |",
              "|---" * (len(tasks) + 7) + "|"]
     for method, row in summary["methods"].items():
@@ -162,10 +167,10 @@ def write_reports(summary: dict, out: Path) -> None:
             cells.append(f"{v['mean']:.1f} ± {v['std']:.1f}" if "mean" in v else f"({v['error'][:40]})")
         first = next((v for v in row["tasks"].values() if "mean" in v), {})
         avg = f"{row['average']:.1f}" if row["average"] is not None else "-"
+        stats = (f"{first['trainable_parameters']:,} | {first['artifact_bytes']:,} | {first['train_seconds']:.0f} | "
+                 f"{first['seconds_per_step']:.3f} | {first['peak_rss_mb']:.0f}") if first else "- | - | - | - | -"
         lines.append(f"| {method} (lr {summary['learning_rates'][method]:g}) | " + " | ".join(cells) +
-                     f" | {avg} | {first.get('trainable_parameters', '-'):,} | {first.get('artifact_bytes', '-'):,} | "
-                     f"{first.get('train_seconds', 0):.0f} | {first.get('seconds_per_step', 0):.3f} | "
-                     f"{first.get('peak_rss_mb', 0):.0f} |")
+                     f" | {avg} | {stats} |")
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     plot(summary, out / f"{name}.png")
 
@@ -220,11 +225,12 @@ def main(argv: list[str] | None = None) -> int:
                 lr = lr_for(method, lrs, args)
                 cell = Path(args.runs) / setting_name(args) / task / method / f"seed{seed}"
                 argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr), "--seed", str(seed)]
-                cells.setdefault((task, method), []).append(run_cell(cell, argv))
+                cells.setdefault((task, method), []).append(run_cell(cell, argv, train=not args.report_only))
     summary = summarize(args, tasks, methods, cells)
     write_reports(summary, out)
     print((out / f"compare_{summary['setting']}.md").read_text())
-    failed = [f"{t}/{m}" for (t, m), rs in cells.items() if any("error" in r for r in rs)]
+    failed = [f"{t}/{m}" for (t, m), rs in cells.items()
+              if any("error" in r and r["error"] != "not run" for r in rs)]
     if failed:
         print(f"error: {len(failed)} cell(s) failed: {', '.join(failed[:5])}", file=sys.stderr)
         return 1

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import click
 
-CHUNK = 1024 * 1024
-
 
 class PublishError(Exception):
     pass
@@ -35,11 +33,8 @@ class BundleFile:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _checked(dist: Path, rel: str, sha: str | None, size: int | None) -> Path:

@@ -85,3 +85,15 @@ def sentiment_csvs(tmp_path_factory) -> tuple[str, str]:
     d = tmp_path_factory.mktemp("csv")
     return (str(write_csv(d / "train.csv", rows(96), ("text", "label"))),
             str(write_csv(d / "dev.csv", rows(32), ("text", "label"))))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, dist):
+    """A real demo server process on a loopback port with the requesting module's `dist` published."""
+    from edge_support import ServerProcess, publish
+
+    srv = ServerProcess(tmp_path_factory.mktemp("srv") / "instance")
+    r = publish(srv.url, dist)
+    assert r.returncode == 0, r.stderr
+    yield srv
+    srv.stop()

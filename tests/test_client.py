@@ -16,10 +16,8 @@ from edge_support import (
     REPO,
     CuttingProxy,
     FakeServer,
-    ServerProcess,
     make_dist,
     memory_bytes,
-    publish,
     sha256,
     toy_pte,
 )
@@ -33,15 +31,6 @@ RTE = ["entailment", "not_entailment"]
 def dist(tmp_path_factory):
     pte = toy_pte(tmp_path_factory.mktemp("toy"))
     return make_dist(tmp_path_factory.mktemp("dist"), {"sst2": {}, "rte": {"labels": RTE, "seed": 1}}, pte=pte)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, dist):
-    srv = ServerProcess(tmp_path_factory.mktemp("srv") / "instance")
-    r = publish(srv.url, dist)
-    assert r.returncode == 0, r.stderr
-    yield srv
-    srv.stop()
 
 
 def run_cli(*args) -> tuple[int, list[dict], str]:

@@ -39,15 +39,6 @@ def dist(tmp_path_factory):
     return make_dist(tmp_path_factory.mktemp("dist"))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, dist):
-    srv = ServerProcess(tmp_path_factory.mktemp("srv") / "instance")
-    r = publish(srv.url, dist)
-    assert r.returncode == 0, r.stderr
-    yield srv
-    srv.stop()
-
-
 def manifest(server) -> dict:
     r = requests.get(server.url + "/manifest", timeout=10)
     assert r.status_code == 200

@@ -13,15 +13,10 @@ import os
 import tempfile
 from pathlib import Path
 
-CHUNK = 1024 * 1024
-
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def atomic_write(path: Path, data: bytes) -> None:

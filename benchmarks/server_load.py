@@ -233,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = "\n".join(f"| {name} | {r['requests']:,} | {r['errors']} | {r['req_per_s']:,} | {r['p50_ms']} | "
                      f"{r['p99_ms']} | {r['max_ms']} | {r['MB_per_s']} |"
                      for name, r in (("GET memory, 200 full body", full), ("GET memory, 304 If-None-Match", cached)))
+    driver_text = (f"wrk, 2 threads, {args.seconds} s per path" if args.driver == "wrk"
+                   else f"{args.procs} Python processes")
     out.with_suffix(".md").write_text(
         f"# demo_server load (loopback)\n\n`{result['command']}`\n\nServer: `gunicorn {result['server']}`; "
-        f"{args.concurrency} keep-alive clients ({'wrk, 2 threads, ' + str(args.seconds) + ' s per path' if args.driver == 'wrk' else str(args.procs) + ' Python processes'}); memory file {size:,} bytes; "
+        f"{args.concurrency} keep-alive clients ({driver_text}); memory file {size:,} bytes; "
         f"{result['cpus']} CPUs shared by client and server; {result['machine']}; {result['date']}.\n\n"
         "| path | requests | errors | req/s | p50 ms | p99 ms | max ms | MB/s |\n|---|---|---|---|---|---|---|---|\n"
         f"{rows}\n\nAim (issue 5): >= 500 req/s, p99 < 50 ms, zero errors.\n")

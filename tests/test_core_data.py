@@ -20,6 +20,12 @@ needs_shared = pytest.mark.skipif(not SHARED_GLUE.is_dir(), reason="../shared/da
 
 
 def test_vendored_sst2_is_complete():
+    import hashlib
+
+    sums = {"dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
+            "train.tsv.gz": "1c4843303462f8f93e006ff618a9e61d207468cafd030046d7d7fd6b78af342b"}  # data/README.md
+    for name, want in sums.items():
+        assert hashlib.sha256((REPO / "data" / "glue" / "SST-2" / name).read_bytes()).hexdigest() == want
     d = load_glue("sst2", REPO / "data" / "glue")
     assert (len(d.train), len(d.validation)) == (67_349, 872)
     assert d.spec.label_names == ["negative", "positive"] and d.metric == "accuracy"

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .artifact import ARTIFACT_NAME, DEFAULT_BACKBONE_ID, save_task
+from .atomic import atomic_write
 from .backbone import fingerprint, load_backbone
 from .data import Examples, TaskData, hold_out, limit_train, load_glue, load_hub, load_user_files
 from .errors import UserError
@@ -151,23 +150,8 @@ def evaluate(model: TaskModel, tokenizer, data: TaskData, max_len: int, batch_si
     return {f"eval_{k}": v for k, v in compute_metrics(data.metric, predictions, labels).items()}
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
 def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
@@ -212,11 +196,11 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
     out.mkdir(parents=True, exist_ok=True)
 
     def save_checkpoint() -> None:
-        _atomic_torch_save({
+        atomic_write(ckpt_path, lambda tmp: torch.save({
             "step": step, "train_seconds": train_seconds, "fingerprint": backbone_fp, "method": args.method,
             "options": options, "trainable": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-        }, ckpt_path)
+        }, tmp))
 
     model.train()
     bar = tqdm(total=total_steps, initial=step, desc=f"{data.spec.name}/{args.method}", unit="step", dynamic_ncols=True)

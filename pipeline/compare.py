@@ -4,8 +4,9 @@
 Every (setting, task, method, seed) cell is one `pipeline.train` run in its own process (clean peak-RSS numbers, and
 a crash loses only that cell) under RUNS/<setting>/<task>/<method>/seed<k>. A cell whose eval_results.json exists is
 finished and skipped, so the comparison resumes where it stopped. Results go to OUT/compare_<setting>.{json,md,png}.
-Learning rates come from OUT/lr_sweep.json (written by `--lr-sweep`, which tunes on a slice held out of train, never
-on dev); methods missing there use --learning-rate.
+Learning rates come from OUT/lr_sweep_<setting>.json (written by `--lr-sweep`, which tunes on a slice held out of
+train, never on dev); methods missing there use --learning-rate. `--jobs N` trains N cells at once (on a GPU
+machine; on 2 CPU cores one at a time is fastest).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .data import GLUE, load_glue
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=None, help="default: 10 for few-shot, 1 otherwise")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-3,
-                   help="for methods not in lr_sweep.json (full fine-tuning: 3e-5)")
+                   help="for methods the sweep has not covered (full fine-tuning: 3e-5)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--model", default=None, help="backbone (default: the embedded MiniLM)")
     p.add_argument("--max-seq-length", type=int, default=128)
@@ -51,7 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train nothing: summarize the finished cells (unfinished ones show as 'not run')")
     p.add_argument("--lr-sweep", action="store_true", help="tune each method's learning rate on a held-out slice")
     p.add_argument("--sweep-task", default="sst2")
+    p.add_argument("--sweep-grid", default=None,
+                   help=f"comma-separated rates for every method (default: {DEFAULT_GRID}, full fine-tuning "
+                        f"{SWEEP_GRID['full']})")
+    p.add_argument("--sweep-max-train-samples", type=int, default=None,
+                   help="train sweep cells on the first N examples left after the hold-out (full-data setting)")
     p.add_argument("--holdout", type=int, default=500)
+    p.add_argument("--jobs", type=int, default=1, help="cells trained at once")
+    p.add_argument("--device", default=None, help="passed to pipeline.train (default: its auto choice)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
     return p
 
 
@@ -59,6 +69,15 @@ def setting_name(args: argparse.Namespace) -> str:
     if args.few_shot:
         return f"fewshot{args.few_shot}"
     return f"n{args.max_train_samples}" if args.max_train_samples else "full"
+
+
+def run_cells(jobs: list[tuple[Path, list[str]]], args: argparse.Namespace) -> list[dict]:
+    """Run cells (in order, `--jobs` at a time); results come back in the order given."""
+    train = not args.report_only
+    if args.jobs <= 1 or not train:
+        return [run_cell(cell, argv, train) for cell, argv in jobs]
+    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the cells' processes
+        return list(pool.map(lambda job: run_cell(*job, train), jobs))
 
 
 def run_cell(cell_dir: Path, argv: list[str], train: bool = True) -> dict:
@@ -77,8 +96,12 @@ def run_cell(cell_dir: Path, argv: list[str], train: bool = True) -> dict:
     return {**json.loads(done.read_text()), **json.loads((cell_dir / "train_results.json").read_text())}
 
 
-def learning_rates(out: Path) -> dict[str, float]:
-    f = out / "lr_sweep.json"
+def sweep_file(out: Path, setting: str) -> Path:
+    return out / f"lr_sweep_{setting}.json"
+
+
+def learning_rates(out: Path, setting: str) -> dict[str, float]:
+    f = sweep_file(out, setting)
     return json.loads(f.read_text())["best"] if f.exists() else {}
 
 
@@ -96,31 +119,41 @@ def common_argv(args: argparse.Namespace, task: str) -> list[str]:
         argv += ["--few-shot", str(args.few_shot)]
     if args.max_train_samples:
         argv += ["--max-train-samples", str(args.max_train_samples)]
+    if args.device:
+        argv += ["--device", args.device]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
     epochs = args.epochs if args.epochs is not None else (10 if args.few_shot else 1)
     return argv + ["--epochs", str(epochs)]
 
 
 def lr_sweep(args: argparse.Namespace, methods: list[str]) -> dict:
     out = Path(args.out)
-    results: dict[str, dict[str, float]] = {}
-    for method in methods:
-        results[method] = {}
-        for lr in SWEEP_GRID.get(method, DEFAULT_GRID):
-            cell = Path(args.runs) / f"lrsweep_{setting_name(args)}" / args.sweep_task / method / f"lr{lr:g}"
-            argv = common_argv(args, args.sweep_task) + ["--method", method, "--learning-rate", str(lr),
-                                                          "--holdout", str(args.holdout), "--seed", "0"]
-            r = run_cell(cell, argv)
-            results[method][f"{lr:g}"] = r.get(PRIMARY[args.sweep_task], float("nan"))
-            print(f"{method} lr={lr:g}: {results[method][f'{lr:g}']}", file=sys.stderr)
+    custom = [float(x) for x in args.sweep_grid.split(",")] if args.sweep_grid else None
+    grid = [(method, lr) for method in methods for lr in custom or SWEEP_GRID.get(method, DEFAULT_GRID)]
+    jobs = []
+    for method, lr in grid:
+        cell = Path(args.runs) / f"lrsweep_{setting_name(args)}" / args.sweep_task / method / f"lr{lr:g}"
+        argv = common_argv(args, args.sweep_task) + ["--method", method, "--learning-rate", str(lr),
+                                                      "--holdout", str(args.holdout), "--seed", "0"]
+        if args.sweep_max_train_samples:
+            argv += ["--max-train-samples", str(args.sweep_max_train_samples)]
+        jobs.append((cell, argv))
+    results: dict[str, dict[str, float]] = {m: {} for m in methods}
+    for (method, lr), r in zip(grid, run_cells(jobs, args), strict=True):
+        results[method][f"{lr:g}"] = r.get(PRIMARY[args.sweep_task], float("nan"))
+        print(f"{method} lr={lr:g}: {results[method][f'{lr:g}']}", file=sys.stderr)
     best = {m: float(max(rs, key=lambda k: rs[k] if rs[k] == rs[k] else -1)) for m, rs in results.items()}
     report = {"task": args.sweep_task, "setting": setting_name(args), "holdout_examples": args.holdout,
+              "train_examples": args.few_shot or args.sweep_max_train_samples or "all but the hold-out",
               "metric": PRIMARY[args.sweep_task], "results": results, "best": best,
               "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]])}
-    (out / "lr_sweep.json").write_text(json.dumps(report, indent=2) + "\n")
+    sweep_file(out, setting_name(args)).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], cells: dict) -> dict:
+    swept = learning_rates(Path(args.out), setting_name(args))
     rows = {}
     for method in methods:
         row = {"tasks": {}}
@@ -144,8 +177,9 @@ def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], ce
         rows[method] = row
     return {"setting": setting_name(args), "tasks": tasks, "seeds": args.seeds,
             "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]]),
-            "learning_rates": {m: lr_for(m, learning_rates(Path(args.out)), args) for m in methods},
-            "learning_rates_from": "lr_sweep.json" if learning_rates(Path(args.out)) else "fallback (no sweep run)",
+            "learning_rates": {m: lr_for(m, swept, args) for m in methods},
+            "learning_rates_from": sweep_file(Path(args.out), setting_name(args)).name if swept
+            else "fallback (no sweep run)",
             "methods": rows}
 
 
@@ -217,15 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.lr_sweep:
         lr_sweep(args, methods)
         return 0
-    lrs = learning_rates(out)
-    cells = {}
+    lrs = learning_rates(out, setting_name(args))
+    keys, jobs = [], []
     for seed in range(args.seeds):  # seeds outermost: one full pass over methods gives a first comparison
         for task in tasks:
             for method in methods:
                 lr = lr_for(method, lrs, args)
                 cell = Path(args.runs) / setting_name(args) / task / method / f"seed{seed}"
                 argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr), "--seed", str(seed)]
-                cells.setdefault((task, method), []).append(run_cell(cell, argv, train=not args.report_only))
+                keys.append((task, method))
+                jobs.append((cell, argv))
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for key, result in zip(keys, run_cells(jobs, args), strict=True):
+        cells.setdefault(key, []).append(result)
     summary = summarize(args, tasks, methods, cells)
     write_reports(summary, out)
     print((out / f"compare_{summary['setting']}.md").read_text())

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--save-steps", type=int, default=100, help="write a checkpoint every N steps (and at the end)")
     tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
     tr.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    tr.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     mem = p.add_argument_group("SPARTAN memory")
     d = SpartanConfig()
     mem.add_argument("--num-parents", type=int, default=d.num_parents, help="E")
@@ -117,10 +118,24 @@ def batches(examples: Examples, batch_size: int, order: list[int] | None = None)
         yield order[i:i + batch_size]
 
 
-def encode(tokenizer, examples: Examples, idx: list[int], max_len: int) -> dict[str, torch.Tensor]:
+def encode(tokenizer, examples: Examples, idx: list[int], max_len: int,
+           device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     a = [examples.text_a[i] for i in idx]
     b = [examples.text_b[i] for i in idx] if examples.text_b else None
-    return dict(tokenizer(a, b, truncation=True, max_length=max_len, padding=True, return_tensors="pt"))
+    enc = tokenizer(a, b, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
+    return {k: v.to(device) for k, v in enc.items()}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise UserError(f"--device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this torch build or machine has no CUDA device")
+    return device
 
 
 def compute_loss(model: TaskModel, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -141,11 +156,12 @@ def train_step(model: TaskModel, optimizer: torch.optim.Optimizer, inputs: dict,
 @torch.inference_mode()
 def evaluate(model: TaskModel, tokenizer, data: TaskData, max_len: int, batch_size: int = 64) -> dict[str, float]:
     model.eval()
+    device = next(model.parameters()).device
     preds = []
     for idx in batches(data.validation, batch_size):
-        logits = model(**encode(tokenizer, data.validation, idx, max_len))
+        logits = model(**encode(tokenizer, data.validation, idx, max_len, device))
         preds.append(logits if model.task.is_regression else logits.argmax(-1))
-    predictions = torch.cat(preds).numpy()
+    predictions = torch.cat(preds).cpu().numpy()
     labels = np.asarray(data.validation.labels)
     return {f"eval_{k}": v for k, v in compute_metrics(data.metric, predictions, labels).items()}
 
@@ -164,13 +180,14 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --output-dir")
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     data = load_data(args)
     options = method_options(args)
 
     backbone, tokenizer = load_backbone(args.model)
     backbone_fp = fingerprint(backbone)  # of the pre-trained weights, before the method touches anything
     torch.manual_seed(args.seed)
-    model = TaskModel(backbone, args.method, options, data.spec)
+    model = TaskModel(backbone, args.method, options, data.spec).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     steps_per_epoch = -(-len(data.train) // args.batch_size)
@@ -179,13 +196,15 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
 
     step, train_seconds = 0, 0.0
     if args.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+        state = torch.load(ckpt_path, weights_only=False, map_location=device)
         if state["fingerprint"] != backbone_fp or state["options"] != options or state["method"] != args.method:
             raise UserError(f"{ckpt_path} was made with another backbone or method settings; use another --output-dir")
         model.load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         step, train_seconds = state["step"], state["train_seconds"]
         print(f"resuming from step {step}/{total_steps}", file=sys.stderr)
     elif args.resume and (out / ARTIFACT_NAME).exists() and (out / "eval_results.json").exists():
@@ -200,6 +219,7 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
             "step": step, "train_seconds": train_seconds, "fingerprint": backbone_fp, "method": args.method,
             "options": options, "trainable": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }, tmp))
 
     model.train()
@@ -213,8 +233,8 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
             if step >= total_steps:
                 break
             t0 = time.perf_counter()
-            inputs = encode(tokenizer, data.train, idx, args.max_seq_length)
-            labels = torch.tensor([data.train.labels[i] for i in idx])
+            inputs = encode(tokenizer, data.train, idx, args.max_seq_length, device)
+            labels = torch.tensor([data.train.labels[i] for i in idx], device=device)
             loss = train_step(model, optimizer, inputs, labels)
             scheduler.step()
             train_seconds += time.perf_counter() - t0
@@ -229,6 +249,7 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
     bar.close()
 
     metrics = evaluate(model, tokenizer, data, args.max_seq_length, args.eval_batch_size)
+    model.to("cpu")  # the artifact and its digest are written from CPU tensors
     backbone_id = args.model or DEFAULT_BACKBONE_ID
     artifact = save_task(model, out, backbone_id=backbone_id, backbone_fingerprint=backbone_fp,
                          metric=data.metric, metrics=metrics)
@@ -239,6 +260,7 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
         "train_runtime": train_seconds, "seconds_per_step": sps, "batch_size": args.batch_size,
         "trainable_parameters": sum(p.numel() for p in params), "artifact_bytes": artifact.stat().st_size,
         "primary_metric": "eval_" + primary_metric(data.metric), "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "evaluated_on": f"{args.holdout} examples held out of train" if args.holdout else "dev",
     })

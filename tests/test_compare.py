@@ -61,3 +61,24 @@ def test_compare_bad_input(tmp_path, tiny_bert):
     p = compare(tmp_path, tiny_bert, "--tasks", "sst2,cola")
     assert p.returncode == 2 and "no CoLA/dev.tsv" in p.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists()
+
+
+def test_lr_sweep_in_parallel_feeds_the_comparison(tmp_path, tiny_bert):
+    glue_folder(tmp_path / "glue")
+    p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--lr-sweep", "--sweep-grid", "1e-4,1e-2",
+                "--holdout", "8", "--jobs", "2", "--device", "cpu", "--threads", "1")
+    assert p.returncode == 0, p.stderr[-2000:]
+    sweep = json.loads((tmp_path / "out" / "lr_sweep_full.json").read_text())
+    assert set(sweep["results"]) == {"spartan", "probe"}
+    assert all(set(r) == {"0.0001", "0.01"} for r in sweep["results"].values())
+    # Sweep cells are evaluated on the hold-out slice of train, never on dev.
+    evaluated = {json.loads(f.read_text())["evaluated_on"] for f in (tmp_path / "runs").rglob("train_results.json")}
+    assert evaluated == {"8 examples held out of train"}
+    p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--jobs", "2")
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "compare_full.json").read_text())
+    assert summary["learning_rates"] == sweep["best"]
+    assert summary["learning_rates_from"] == "lr_sweep_full.json"
+    # Another setting has no sweep yet: it falls back and says so.
+    p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--max-train-samples", "16", "--report-only")
+    assert json.loads((tmp_path / "out" / "compare_n16.json").read_text())["learning_rates_from"].startswith("fallback")

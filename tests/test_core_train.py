@@ -200,3 +200,8 @@ def test_cli_errors_are_one_line(tmp_path):
     assert code == 2 and line.startswith("error: unknown task 'qqp'")
     code, line = run("--method", "magic")
     assert code == 2 and "unknown method 'magic'" in line
+    code, line = run("--device", "nonsense")
+    assert code == 2 and line.startswith("error: --device 'nonsense'")
+    if not torch.cuda.is_available():
+        code, line = run("--device", "cuda")
+        assert code == 2 and "no CUDA device" in line

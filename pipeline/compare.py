@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="cells trained at once")
     p.add_argument("--device", default=None, help="passed to pipeline.train (default: its auto choice)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
+    p.add_argument("--save-steps", type=int, default=None, help="checkpoint interval passed to pipeline.train")
     return p
 
 
@@ -123,6 +124,8 @@ def common_argv(args: argparse.Namespace, task: str) -> list[str]:
         argv += ["--device", args.device]
     if args.threads:
         argv += ["--threads", str(args.threads)]
+    if args.save_steps:
+        argv += ["--save-steps", str(args.save_steps)]
     epochs = args.epochs if args.epochs is not None else (10 if args.few_shot else 1)
     return argv + ["--epochs", str(epochs)]
 
@@ -171,6 +174,7 @@ def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], ce
                 "train_seconds": statistics.mean(r["train_runtime"] for r in runs),
                 "seconds_per_step": statistics.median(r["seconds_per_step"] for r in runs),
                 "peak_rss_mb": max(r.get("peak_rss_mb", 0) for r in runs),
+                "device": runs[0].get("device", "cpu"),
             }
         done = [v["mean"] for v in row["tasks"].values() if "mean" in v]
         row["average"] = statistics.mean(done) if len(done) == len(tasks) else None
@@ -187,8 +191,12 @@ def write_reports(summary: dict, out: Path) -> None:
     name = f"compare_{summary['setting']}"
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     tasks = summary["tasks"]
+    devices = sorted({v["device"] for row in summary["methods"].values() for v in row["tasks"].values()
+                      if "device" in v})
     lines = [f"# Comparison: {summary['setting']}, {summary['seeds']} seed(s)", "",
              f"Command: `{summary['command']}`", "",
+             f"Trained on: {', '.join(devices) or '-'} (times and s/step are that device's; accuracy is comparable "
+             "across devices). Learning rates: " + summary["learning_rates_from"] + ".", "",
              "Dev metric x100 (mean ± std over seeds; MRPC and STS-B: mean of their two metrics), trainable "
              "parameters incl. head, artifact bytes, mean training seconds, median seconds per step, peak RSS "
              "(the last four from the method's first task).", "",

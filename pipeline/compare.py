@@ -94,7 +94,12 @@ def run_cell(cell_dir: Path, argv: list[str], train: bool = True) -> dict:
             lines = proc.stderr.strip().splitlines()
             return {"error": lines[-1] if lines else f"exit code {proc.returncode}"}
         print(f"  {cell_dir} done in {time.time() - t0:.0f} s", file=sys.stderr)
-    return {**json.loads(done.read_text()), **json.loads((cell_dir / "train_results.json").read_text())}
+    result = {**json.loads(done.read_text()), **json.loads((cell_dir / "train_results.json").read_text())}
+    wanted = float(argv[argv.index("--learning-rate") + 1]) if "--learning-rate" in argv else None
+    if wanted is not None and result.get("learning_rate", wanted) != wanted:
+        # Kept, never overwritten: a finished cell trained at another rate (e.g. before a sweep) is reported as such.
+        return {"error": f"trained at lr {result['learning_rate']:g}, not {wanted:g}; remove {cell_dir} to retrain"}
+    return result
 
 
 def sweep_file(out: Path, setting: str) -> Path:
@@ -168,7 +173,7 @@ def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], ce
                 continue
             scores = [100 * r[PRIMARY[task]] for r in runs]
             row["tasks"][task] = {
-                "metric": PRIMARY[task], "mean": statistics.mean(scores),
+                "metric": PRIMARY[task], "scores": scores, "mean": statistics.mean(scores),
                 "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "seeds": len(scores),
                 "trainable_parameters": runs[0]["trainable_parameters"], "artifact_bytes": runs[0]["artifact_bytes"],
                 "train_seconds": statistics.mean(r["train_runtime"] for r in runs),
@@ -197,16 +202,19 @@ def write_reports(summary: dict, out: Path) -> None:
              f"Command: `{summary['command']}`", "",
              f"Trained on: {', '.join(devices) or '-'} (times and s/step are that device's; accuracy is comparable "
              "across devices). Learning rates: " + summary["learning_rates_from"] + ".", "",
-             "Dev metric x100 (mean ± std over seeds; MRPC and STS-B: mean of their two metrics), trainable "
-             "parameters incl. head, artifact bytes, mean training seconds, median seconds per step, peak RSS "
-             "(the last four from the method's first task).", "",
+             "Dev metric x100 (mean ± std over seeds when there are several; MRPC and STS-B: mean of their two "
+             "metrics), trainable parameters incl. head, artifact bytes, mean training seconds, median seconds per "
+             "step, peak RSS (the last four from the method's first task).", "",
              "| method | " + " | ".join(tasks) + " | avg | params | artifact bytes | train s | s/step | peak RSS MB |",
              "|---" * (len(tasks) + 7) + "|"]
     for method, row in summary["methods"].items():
         cells = []
         for t in tasks:
             v = row["tasks"][t]
-            cells.append(f"{v['mean']:.1f} ± {v['std']:.1f}" if "mean" in v else f"({v['error'][:40]})")
+            if "mean" not in v:
+                cells.append(f"({v['error'][:40]})")
+            else:
+                cells.append(f"{v['mean']:.1f} ± {v['std']:.1f}" if v["seeds"] > 1 else f"{v['mean']:.1f}")
         first = next((v for v in row["tasks"].values() if "mean" in v), {})
         avg = f"{row['average']:.1f}" if row["average"] is not None else "-"
         stats = (f"{first['trainable_parameters']:,} | {first['artifact_bytes']:,} | {first['train_seconds']:.0f} | "

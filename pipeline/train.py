@@ -257,7 +257,8 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
     _write_json(out / "eval_results.json", {**metrics, "eval_samples": len(data.validation)})
     _write_json(out / "train_results.json", {
         "train_steps": step, "train_samples": len(data.train), "epochs": args.epochs,
-        "train_runtime": train_seconds, "seconds_per_step": sps, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "train_runtime": train_seconds, "seconds_per_step": sps,
+        "batch_size": args.batch_size,
         "trainable_parameters": sum(p.numel() for p in params), "artifact_bytes": artifact.stat().st_size,
         "primary_metric": "eval_" + primary_metric(data.metric), "torch_threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -65,6 +65,10 @@ def test_compare_bad_input(tmp_path, tiny_bert):
 
 def test_lr_sweep_in_parallel_feeds_the_comparison(tmp_path, tiny_bert):
     glue_folder(tmp_path / "glue")
+    p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--methods", "spartan")  # before any sweep: lr 1e-3
+    assert p.returncode == 0, p.stderr[-2000:]
+    early = tmp_path / "runs" / "full" / "sst2" / "spartan" / "seed0" / "eval_results.json"
+    stamp = early.stat().st_mtime_ns
     p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--lr-sweep", "--sweep-grid", "1e-4,1e-2",
                 "--holdout", "8", "--jobs", "2", "--device", "cpu", "--threads", "1")
     assert p.returncode == 0, p.stderr[-2000:]
@@ -72,13 +76,18 @@ def test_lr_sweep_in_parallel_feeds_the_comparison(tmp_path, tiny_bert):
     assert set(sweep["results"]) == {"spartan", "probe"}
     assert all(set(r) == {"0.0001", "0.01"} for r in sweep["results"].values())
     # Sweep cells are evaluated on the hold-out slice of train, never on dev.
-    evaluated = {json.loads(f.read_text())["evaluated_on"] for f in (tmp_path / "runs").rglob("train_results.json")}
+    evaluated = {json.loads(f.read_text())["evaluated_on"]
+                 for f in (tmp_path / "runs" / "lrsweep_full").rglob("train_results.json")}
     assert evaluated == {"8 examples held out of train"}
     p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--jobs", "2")
-    assert p.returncode == 0, p.stderr[-2000:]
+    # The cell trained before the sweep is kept as it was and reported, not silently mixed in or overwritten.
+    assert p.returncode == 1 and "1 cell(s) failed: sst2/spartan" in p.stderr
+    assert early.stat().st_mtime_ns == stamp
     summary = json.loads((tmp_path / "out" / "compare_full.json").read_text())
     assert summary["learning_rates"] == sweep["best"]
     assert summary["learning_rates_from"] == "lr_sweep_full.json"
+    assert summary["methods"]["spartan"]["tasks"]["sst2"]["error"].startswith("trained at lr 0.001, not ")
+    assert summary["methods"]["probe"]["tasks"]["sst2"]["seeds"] == 1
     # Another setting has no sweep yet: it falls back and says so.
-    p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--max-train-samples", "16", "--report-only")
+    compare(tmp_path, tiny_bert, "--tasks", "sst2", "--max-train-samples", "16", "--report-only")
     assert json.loads((tmp_path / "out" / "compare_n16.json").read_text())["learning_rates_from"].startswith("fallback")

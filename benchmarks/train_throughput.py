@@ -4,6 +4,10 @@
 
 Each round times `--steps` optimizer steps of every method in turn (same batches, same order), so machine noise hits
 all methods alike; we report median, p10 and p90 over rounds, and each method's step time relative to SPARTAN.
+
+`floor` is not a method: the probe plus one trainable scalar added after the first encoder layer. Gradients must
+then flow back through every frozen layer above it, which any method that trains something after the first layer
+(SPARTAN, adapters, LoRA, BitFit) has to pay; what a method costs above the floor is its own work.
 Writes docs/results/train_throughput.{json,md}. A benchmark, not a test: run it on a quiet machine.
 """
 
@@ -21,7 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.backbone import load_backbone  # noqa: E402
+from torch import nn  # noqa: E402
+
+from pipeline.backbone import encoder_layers, load_backbone  # noqa: E402
 from pipeline.data import limit_train, load_glue  # noqa: E402
 from pipeline.methods import default_options  # noqa: E402
 from pipeline.model import TaskModel  # noqa: E402
@@ -33,9 +39,21 @@ def quantile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 
+def floor_model(backbone: nn.Module, spec) -> TaskModel:
+    """The probe plus a trainable scalar after encoder layer 0 (see the module docstring)."""
+    model = TaskModel(backbone, "probe", default_options("probe"), spec)
+    model.shift = nn.Parameter(torch.zeros(()))
+
+    def hook(module, args, output):
+        return output + model.shift if isinstance(output, torch.Tensor) else (output[0] + model.shift, *output[1:])
+
+    encoder_layers(backbone)[0].register_forward_hook(hook)
+    return model
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--methods", default="spartan,houlsby,pfeiffer,lora,bitfit,probe,full")
+    p.add_argument("--methods", default="spartan,houlsby,pfeiffer,lora,bitfit,probe,full,floor")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
@@ -49,7 +67,8 @@ def main() -> None:
     for m in methods:
         backbone, tok = load_backbone()
         torch.manual_seed(0)
-        model = TaskModel(backbone, m, default_options(m), data.spec).train()
+        model = (floor_model(backbone, data.spec) if m == "floor" else
+                 TaskModel(backbone, m, default_options(m), data.spec)).train()
         opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
         models[m] = (model, opt)
     batches = [list(range(i, i + args.batch_size)) for i in range(0, args.few_shot - args.batch_size + 1,

@@ -23,19 +23,14 @@ from .config import SpartanConfig
 
 
 def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of the k largest entries along the last dim; ties go to the lower index.
+    """Boolean mask of the k largest entries along the last dim; ties go to the lower index (stable sort).
 
-    Written with comparisons and a sum (rank of each entry) rather than topk/scatter so it is deterministic
-    under ties and exports as plain elementwise ops.
+    The exported program (mobile_export) builds the same mask from rank comparisons, which lower as plain
+    elementwise ops; in training this sort-and-scatter form is about twice as fast (docs/results/train_throughput.md).
     """
-    n = logits.shape[-1]
-    if k >= n:
+    if k >= logits.shape[-1]:
         return torch.ones_like(logits, dtype=torch.bool)
-    other = logits.unsqueeze(-2)  # [..., 1, n]  value of j
-    this = logits.unsqueeze(-1)  # [..., n, 1]  value of i
-    lower = torch.ones(n, n, dtype=torch.bool, device=logits.device).tril(-1)  # [i, j] = j < i
-    beats = (other > this) | ((other == this) & lower)  # j outranks i
-    return beats.sum(-1) < k
+    return torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, top_k_indices(logits, k), True)
 
 
 def top_k_indices(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -63,21 +58,25 @@ class SpartanMemory(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         self.aux_loss = None
-        parent_logits = F.linear(h, self.P)  # [..., E]
         if cfg.form == "sparse":
+            parent_logits = F.linear(h, self.P)  # [..., E]
             out = self._sparse(h, parent_logits)
         else:
-            out = self._dense(h, parent_logits)
+            # Parent and child scores in one GEMM (N = E + E*C instead of two thin ones): fewer, better-shaped
+            # matrix products forward and backward.
+            scores = F.linear(h, torch.cat([self.P, self.K]))
+            parent_logits, child_logits = scores.split([cfg.num_parents, scores.shape[-1] - cfg.num_parents], -1)
+            out = self._dense(parent_logits, child_logits)
         if self.training and cfg.load_balance_coef > 0:
             self.aux_loss = load_balance_loss(parent_logits, cfg.top_k)
         return out
 
-    def _dense(self, h: torch.Tensor, parent_logits: torch.Tensor) -> torch.Tensor:
+    def _dense(self, parent_logits: torch.Tensor, child_logits: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         keep = top_k_mask(parent_logits, cfg.top_k)
         parent_w = torch.softmax(parent_logits.masked_fill(~keep, float("-inf")), dim=-1)  # [..., E]
-        child_logits = F.linear(h, self.K) / cfg.temperature  # [..., E*C]
-        child_w = torch.softmax(child_logits.unflatten(-1, (cfg.num_parents, cfg.num_children)), dim=-1)
+        child_w = torch.softmax((child_logits / cfg.temperature).unflatten(-1, (cfg.num_parents, cfg.num_children)),
+                                dim=-1)
         weights = (parent_w.unsqueeze(-1) * child_w).flatten(-2)  # [..., E*C]
         return F.linear(weights, self.Vt)
 

@@ -8,6 +8,7 @@ all methods alike; we report median, p10 and p90 over rounds, and each method's 
 `floor` is not a method: the probe plus one trainable scalar added after the first encoder layer. Gradients must
 then flow back through every frozen layer above it, which any method that trains something after the first layer
 (SPARTAN, adapters, LoRA, BitFit) has to pay; what a method costs above the floor is its own work.
+A name ending in `:bf16` (e.g. `spartan:bf16`) trains that method under bfloat16 autocast (`pipeline.train --bf16`).
 Writes docs/results/train_throughput.{json,md}. A benchmark, not a test: run it on a quiet machine.
 """
 
@@ -67,22 +68,27 @@ def main() -> None:
     for m in methods:
         backbone, tok = load_backbone()
         torch.manual_seed(0)
-        model = (floor_model(backbone, data.spec) if m == "floor" else
-                 TaskModel(backbone, m, default_options(m), data.spec)).train()
+        name = m.removesuffix(":bf16")
+        model = (floor_model(backbone, data.spec) if name == "floor" else
+                 TaskModel(backbone, name, default_options(name), data.spec)).train()
         opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
-        models[m] = (model, opt)
+        models[m] = (model, opt, m.endswith(":bf16"))
     batches = [list(range(i, i + args.batch_size)) for i in range(0, args.few_shot - args.batch_size + 1,
                                                                      args.batch_size)]
     enc = [(encode(tok, data.train, b, args.max_seq_length), torch.tensor([data.train.labels[i] for i in b]))
            for b in batches]
+    def step(m: str, batch: tuple) -> None:
+        model, opt, bf16 = models[m]
+        train_step(model, opt, *batch, bf16=bf16)
+
     for m in methods:  # warm-up: first steps allocate optimizer state and caches
-        train_step(*models[m], *enc[0])
+        step(m, enc[0])
     times: dict[str, list[float]] = {m: [] for m in methods}
     for r in range(args.rounds):
         for m in methods:
             t0 = time.perf_counter()
             for s in range(args.steps):
-                train_step(*models[m], *enc[(r * args.steps + s) % len(enc)])
+                step(m, enc[(r * args.steps + s) % len(enc)])
             times[m].append((time.perf_counter() - t0) / args.steps)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m} {times[m][-1]:.3f}s" for m in methods),
               file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -44,6 +45,16 @@ def test_train_writes_artifact_and_results(tmp_path, tiny_bert, sentiment_csvs):
     assert set(read_tensors(out)) == {f"delta.{i}.{p}" for i in range(2) for p in ("P", "K", "Vt")} | {
         "head.weight", "head.bias"}
     assert result.steps == 24
+
+
+def test_bf16_training_keeps_a_float32_artifact(tmp_path, tiny_bert, sentiment_csvs):
+    losses = []
+    train(args_for(tmp_path / "run", tiny_bert, sentiment_csvs, "--epochs", "2", "--bf16"),
+          on_step=lambda step, loss: losses.append(loss))
+    assert all(math.isfinite(x) for x in losses) and len(losses) == 24
+    tensors = read_tensors(tmp_path / "run")
+    assert {t.dtype for t in tensors.values()} == {torch.float32}
+    assert json.loads((tmp_path / "run" / "train_results.json").read_text())["bf16"] is True
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def export_program(model: EdgeModel, max_labels: int, max_seq_length: int,
 
 
 def quantize_int8(model: EdgeModel, inputs: tuple, dynamic: tuple) -> torch.nn.Module:
-    """Dynamic int8 (per-channel weights, per-token activations) on the backbone's nn.Linear layers only.
+    """Dynamic int8 (per-channel weights, per-token activations) on the backbone's nn.Linear modules only.
 
     The memory products use runtime-input weights, so they stay fp32: their weights are not known at export time.
     """
@@ -45,8 +45,12 @@ def quantize_int8(model: EdgeModel, inputs: tuple, dynamic: tuple) -> torch.nn.M
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = XNNPACKQuantizer().set_module_type(
-        torch.nn.Linear, get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+    quantizer = XNNPACKQuantizer()
+    # set_module_type matches the exact class: AdapterHub's adapters.init swaps the backbone's linears for its own
+    # nn.Linear subclasses, which would otherwise stay fp32
+    for linear_type in sorted({type(m) for m in model.modules() if isinstance(m, torch.nn.Linear)}, key=str):
+        quantizer.set_module_type(linear_type, config)
     with torch.no_grad():
         gm = export(model, inputs, dynamic_shapes=dynamic, strict=False).module()
         prepared = prepare_pt2e(gm, quantizer)

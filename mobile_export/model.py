@@ -3,9 +3,10 @@
     EdgeModel(backbone, shape, ...)(input_ids, attention_mask, P, K, Vt, head_weight, head_bias) -> logits
 
 One lowered program therefore serves every task with the same memory shape: a task is just five tensors. The memory
-math is pipeline/spartan/layer.py's dense form, re-written so every product is an `F.linear` (what XNNPACK
-delegates) and the top-k mask is the same comparison-rank rule (ties go to the lower index), so outputs match the
-eager TaskModel exactly, not approximately.
+math is pipeline/spartan/layer.py's dense form with the same top-k rule (ties go to the lower index). Two spellings:
+`spartan_dense` (pipeline's ops: comparisons, masked_fill; what Core ML gets) and `spartan_delegated` (the Android
+program: every op one XNNPACK delegates, the top-k as exact arithmetic). Both equal the eager TaskModel up to fp32
+rounding, except where a token's k-th and (k+1)-th parent logits are a near-tie (see mobile_export/parity.py).
 """
 
 from __future__ import annotations

@@ -202,6 +202,16 @@ class EdgeModel(nn.Module):
         is_sep = (input_ids == self.sep_token_id).to(torch.int64)
         return (torch.cumsum(is_sep, dim=-1) - is_sep).clamp(max=1)
 
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """RoBERTa-style positions (count real tokens from padding_idx + 1), in float ops: the model's own int version
+        breaks int8 quantization (prepare_pt2e turns its int scalar into a float attribute). BERT: None (its
+        embeddings slice their position buffer)."""
+        pad = getattr(self.backbone.embeddings, "padding_idx", None)
+        if pad is None:
+            return None
+        real = (input_ids != pad).to(torch.float32)
+        return (torch.cumsum(real, dim=1) * real + pad).to(torch.int64)
+
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, P: torch.Tensor, K: torch.Tensor,
                Vt: torch.Tensor) -> torch.Tensor:
         """Last hidden states [B, S, H], memories applied."""
@@ -214,7 +224,7 @@ class EdgeModel(nn.Module):
                 self._memory = None
         layers = self.backbone.encoder.layer
         mask_bias = additive_mask(attention_mask, layers[0].attention.self.num_attention_heads)
-        h = self.backbone.embeddings(input_ids=input_ids, **kwargs)
+        h = self.backbone.embeddings(input_ids=input_ids, position_ids=self.position_ids(input_ids), **kwargs)
         ops = MemoryOps(P * _STEP, K / self.shape.temperature, Vt) if self.use_memory and self.xnnpack_ops else None
         for i, layer in enumerate(layers):
             h = encoder_layer(layer, h, mask_bias)

@@ -13,15 +13,17 @@ from torch.export import Dim, ExportedProgram, export
 from .model import INPUT_NAMES, EdgeModel
 
 
-def example_inputs(model: EdgeModel, max_labels: int, seq_len: int = 8) -> tuple[torch.Tensor, ...]:
+def example_inputs(model: EdgeModel, max_labels: int, seq_len: int = 8, batch_size: int = 1
+                   ) -> tuple[torch.Tensor, ...]:
     shapes = model.shape.tensor_shapes(max_labels)
-    ids = torch.full((1, seq_len), 1000, dtype=torch.int64)
+    ids = torch.full((batch_size, seq_len), 1000, dtype=torch.int64)
     return (ids, torch.ones_like(ids), *(torch.zeros(s) for s in shapes.values()))
 
 
 def export_program(model: EdgeModel, max_labels: int, max_seq_length: int,
-                   quantize: str | None = None) -> ExportedProgram:
-    inputs = example_inputs(model, max_labels)
+                   quantize: str | None = None, batch_size: int = 1) -> ExportedProgram:
+    """torch.export with a dynamic sequence length and a fixed batch size (1: the phone; >1: a throughput variant)."""
+    inputs = example_inputs(model, max_labels, batch_size=batch_size)
     seq = Dim("seq", min=2, max=max_seq_length)  # min 2: a tokenizer always adds [CLS] and [SEP]
     dynamic = ({1: seq}, {1: seq}, *([None] * (len(INPUT_NAMES) - 2)))
     if quantize == "int8":
@@ -33,7 +35,7 @@ def export_program(model: EdgeModel, max_labels: int, max_seq_length: int,
 
 
 def quantize_int8(model: EdgeModel, inputs: tuple, dynamic: tuple) -> torch.nn.Module:
-    """Dynamic int8 (per-channel weights, per-token activations) on the backbone's nn.Linear layers only.
+    """Dynamic int8 (per-channel weights, per-token activations) on the backbone's nn.Linear modules only.
 
     The memory products use runtime-input weights, so they stay fp32: their weights are not known at export time.
     """
@@ -43,8 +45,12 @@ def quantize_int8(model: EdgeModel, inputs: tuple, dynamic: tuple) -> torch.nn.M
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = XNNPACKQuantizer().set_module_type(
-        torch.nn.Linear, get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+    quantizer = XNNPACKQuantizer()
+    # set_module_type matches the exact class: AdapterHub's adapters.init swaps the backbone's linears for its own
+    # nn.Linear subclasses, which would otherwise stay fp32
+    for linear_type in sorted({type(m) for m in model.modules() if isinstance(m, torch.nn.Linear)}, key=str):
+        quantizer.set_module_type(linear_type, config)
     with torch.no_grad():
         gm = export(model, inputs, dynamic_shapes=dynamic, strict=False).module()
         prepared = prepare_pt2e(gm, quantizer)
@@ -52,13 +58,39 @@ def quantize_int8(model: EdgeModel, inputs: tuple, dynamic: tuple) -> torch.nn.M
         return convert_pt2e(prepared)
 
 
-def lower_edge(ep: ExportedProgram, delegate_memory: bool = True):
+def inferred_view_dims(gm: torch.fx.GraphModule):
+    """Rewrite `view_copy(x, [12, s0, 32])` as `view_copy(x, [12, -1, 32])` where exactly one dim is symbolic.
+
+    torch.export records a view's -1 as the symbolic sequence length, and XNNPACK's partitioner refuses any symbolic
+    reshape, so every head split/merge would otherwise leave the delegate and cut the program into pieces. XNNPACK's
+    reshape infers one dim at run time, and -1 is the same shape by construction (the element count is fixed).
+    """
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from executorch.exir.pass_base import PassResult
+
+    changed = False
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target == exir_ops.edge.aten.view_copy.default:
+            shape = list(node.args[1])
+            symbolic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+            if len(symbolic) == 1 and -1 not in shape:
+                shape[symbolic[0]] = -1
+                node.args = (node.args[0], shape, *node.args[2:])
+                changed = True
+    if changed:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return PassResult(gm, changed)
+
+
+def lower_edge(ep: ExportedProgram, delegate_memory: bool = True, infer_views: bool = True):
     """ExportedProgram -> lowered EdgeProgramManager (XNNPACK delegation)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     partitioner = XnnpackPartitioner(force_non_static_weights_for_f32_linear=delegate_memory)
-    return to_edge_transform_and_lower(ep, partitioner=[partitioner])
+    passes = [inferred_view_dims] if infer_views else []
+    return to_edge_transform_and_lower(ep, transform_passes=passes, partitioner=[partitioner])
 
 
 def lower(ep: ExportedProgram, delegate_memory: bool = True) -> bytes:

@@ -154,7 +154,7 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
     try:
         model = EdgeModel(backbone, shape, tokenizer.sep_token_id
                           if "token_type_ids" in tokenizer.model_input_names else None)
-        ep = android.export_program(model, max_labels, max_seq_length, quantize)
+        ep = android.export_program(model, max_labels, max_seq_length, quantize) if "android" in targets else None
         progress("exported the graph (torch.export, dynamic sequence length)")
         manifest_targets = {}
         for name in targets:
@@ -165,10 +165,10 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
                 program.write_bytes(android.lower(ep))
                 inputs = android.input_spec(model, max_labels, max_seq_length)
             else:
-                if quantize:  # int8 linears are an ExecuTorch (XNNPACK) graph; Core ML gets the fp16 program
+                # Core ML gets its own export of the same model: fp32 ops (int8 linears are an XNNPACK graph) in
+                # the form Core ML converts and computes in fp16 (EdgeModel.coreml_ops)
+                with model.coreml_ops():
                     ep_ios = android.export_program(model, max_labels, max_seq_length, None)
-                else:
-                    ep_ios = ep
                 with tempfile.TemporaryDirectory() as d:
                     ios.zip_package(ios.convert(ep_ios, Path(d) / "backbone.mlpackage"), program)
                 inputs = ios.input_spec(android.input_spec(model, max_labels, max_seq_length))

@@ -259,7 +259,10 @@ def test_parity_and_memory_swap_on_one_program(real_dist, real_tasks):
         examples = load_glue(task, GLUE).validation
         r = android_parity(method, model, tokenizer, real_dist / "android" / "memories" / f"{task}.safetensors",
                            examples, n, 128)
-        print(f"{task}: n={r.n} max|diff|={r.max_abs_diff:.2e} agreement={r.agreement:.4f}")
-        assert r.n >= n and r.max_abs_diff <= 1e-4 and r.agreement >= 0.995
+        print(f"{task}: n={r.n} max|diff|={r.max_abs_diff:.2e} (without near-ties {r.max_abs_diff_clear:.2e}, "
+              f"{r.near_ties} near-ties) agreement={r.agreement:.4f}")
+        # Top-k routing is discontinuous: where the k-th and (k+1)-th parent logits are closer than fp32 rounding
+        # between two correct implementations (NEAR_TIE), they may keep different parents. Everywhere else: <= 1e-4.
+        assert r.n >= n and r.max_abs_diff_clear <= 1e-4 and r.agreement >= 0.995 and r.near_ties <= 0.05 * n
         results.append(r)
     assert np.array_equal(results[0].program_predictions[:40], results[2].program_predictions)

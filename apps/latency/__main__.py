@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"delegate partitions, {prog.summary['export_seconds']} s")
                     result["programs"][f"{prog.key}/b{b}"] = prog.summary
                     programs[b].append(prog)
-        # Load only after every export, and run one throwaway instance first: in earlier runs the first program
-        # loaded (and run between exports) came out ~25% slower than identical programs loaded later (cause unknown)
+        # Load only after every export (exports churn memory and threads), behind one throwaway instance
         bench.warm_runtime(programs[1][0], vocab)
         for b in batches:
             for prog in programs[b]:

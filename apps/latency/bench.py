@@ -1,6 +1,6 @@
 """Export the variants through mobile_export and time them in the ExecuTorch runtime, interleaved.
 
-Interleaving: every round runs every program (and the eager references) once, in an order rotated per round, so a
+Interleaving: every round runs every program (and the eager references) once, in a random order per round, so a
 load spike from another process hits all of them alike; ratios are also taken per round (paired) before the median.
 """
 
@@ -87,18 +87,30 @@ def parity(program: Program, vocab: int, seq: int = 16) -> float:
     return float((got - want).abs().max())
 
 
-def round_robin(calls: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
-    """ms per call, `runs` rounds, every call once per round in a rotated order."""
+PAUSE_S = 0.005  # untimed pause after every call (see round_robin)
+
+
+def round_robin(calls: dict[str, Callable[[], object]], runs: int, warmup: int, seed: int = 0
+                ) -> dict[str, list[float]]:
+    """ms per call, `runs` rounds, every call once per round in a fresh random order.
+
+    Random order, not a rotation: a rotation keeps each call's predecessor fixed, and a program that always follows
+    an eager torch call ran ~25% slower (torch's worker threads still spinning on the 2 cores). The short pause after
+    every call lets either runtime's threads settle before the next one starts."""
+    import random
+
+    rng = random.Random(seed)
     names = list(calls)
     for _ in range(warmup):
         for n in names:
             calls[n]()
     times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(runs):
-        for n in names[r % len(names):] + names[:r % len(names)]:
+    for _ in range(runs):
+        for n in rng.sample(names, len(names)):
             t0 = time.perf_counter()
             calls[n]()
             times[n].append((time.perf_counter() - t0) * 1e3)
+            time.sleep(PAUSE_S)
     return times
 
 

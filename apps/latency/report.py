@@ -62,8 +62,8 @@ def markdown(result: dict, stem: str) -> str:
              f"Machine: {result['machine']}. Load average {result['loadavg_start'][0]:.2f} at start, "
              f"{result['loadavg_end'][0]:.2f} at end; {cfg['threads']} threads for ExecuTorch and torch; "
              f"{cfg['runs']} rounds after {cfg['warmup']} warm-up rounds; every round runs every program once "
-             "(rotated order). Ratios (`xR`) are to the bare backbone on the same engine, taken per round and then "
-             "the median. Raw numbers: `" + stem + ".json`.", ""]
+             "(random order, 5 ms pause after each call). Ratios (`xR`) are to the bare backbone on the same "
+             "engine, taken per round and then the median. Raw numbers: `" + stem + ".json`.", ""]
     s = result.get("summary", {})
     if s.get("goals"):
         lines += [f"## Goals (S={s['seq']}, batch 1)", "", "| goal | measured | limit | met |", "|---|---|---|---|"]

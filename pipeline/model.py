@@ -32,9 +32,10 @@ class TaskModel(nn.Module):
         super().__init__()
         self.method, self.options, self.task = method, dict(options), task
         self.backbone = backbone
+        # Read before the method runs: AdapterHub's `adapters.init` wraps forward and hides its signature.
+        self.uses_token_type_ids = "token_type_ids" in inspect.signature(backbone.forward).parameters
         self.delta = get_method(method)(backbone, self.options)  # may be None (probe, bitfit, ...)
         self.head = nn.Linear(backbone.config.hidden_size, task.num_outputs)
-        self.uses_token_type_ids = "token_type_ids" in inspect.signature(backbone.forward).parameters
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None

@@ -63,3 +63,17 @@ def test_unsupported_combination_is_a_clear_error(tiny_bert):
     backbone.config.model_type = "mystery"
     with pytest.raises(UserError, match="lora: no known query/value projections for model type 'mystery'"):
         TaskModel(backbone, "lora", default_options("lora"), SPEC)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_sentence_pairs_keep_their_token_types(tiny_bert, method):
+    # adapters.init hides the backbone's forward signature; token types must still reach BERT for every method.
+    backbone, tokenizer = load_backbone(tiny_bert)
+    torch.manual_seed(0)
+    model = TaskModel(backbone, method, default_options(method), TaskSpec("pairs", ["no", "yes"])).eval()
+    enc = tokenizer(["it rains ."], ["it is wet ."], return_tensors="pt")
+    assert enc["token_type_ids"].any()
+    with torch.no_grad():
+        with_types = model(**enc)
+        without = model(enc["input_ids"], enc["attention_mask"])
+    assert not torch.allclose(with_types, without)

@@ -115,22 +115,15 @@ def lr_for(method: str, swept: dict[str, float], args: argparse.Namespace) -> fl
     return swept.get(method, FALLBACK_LR.get(method, args.learning_rate))
 
 
+# Options handed to every cell's pipeline.train only when given (train's own defaults apply otherwise).
+PASSED_WHEN_SET = ["model", "data_dir", "few_shot", "max_train_samples", "device", "threads", "save_steps"]
+
+
 def common_argv(args: argparse.Namespace, task: str) -> list[str]:
     argv = ["--task", task, "--batch-size", str(args.batch_size), "--max-seq-length", str(args.max_seq_length)]
-    if args.model:
-        argv += ["--model", args.model]
-    if args.data_dir:
-        argv += ["--data-dir", args.data_dir]
-    if args.few_shot:
-        argv += ["--few-shot", str(args.few_shot)]
-    if args.max_train_samples:
-        argv += ["--max-train-samples", str(args.max_train_samples)]
-    if args.device:
-        argv += ["--device", args.device]
-    if args.threads:
-        argv += ["--threads", str(args.threads)]
-    if args.save_steps:
-        argv += ["--save-steps", str(args.save_steps)]
+    for name in PASSED_WHEN_SET:
+        if value := getattr(args, name):
+            argv += ["--" + name.replace("_", "-"), str(value)]
     epochs = args.epochs if args.epochs is not None else (10 if args.few_shot else 1)
     return argv + ["--epochs", str(epochs)]
 

@@ -75,50 +75,63 @@ def spartan_dense(h: torch.Tensor, P: torch.Tensor, K: torch.Tensor, Vt: torch.T
     return F.linear(weights, Vt)
 
 
-# The exported program's memory read (XNNPACK takes every op of it):
-# - every product is an F.linear on the runtime memory tensors (delegated with force_non_static_weights_for_f32_linear;
-#   one op each, where bmm needed a transpose and two reshapes per product);
-# - the top-k mask is exact arithmetic on parent logits scaled by 2^64. Scaling by a power of two is exact, so for
-#   t = (x_j - x_i) * 2^64, clamp(t + lower_ij, 0, 1) is 1 if x_j > x_i, 0 if x_j < x_i and lower_ij on a tie
-#   (provided distinct logits differ by >= 2^-64 = 5e-20: fp32 logits of magnitude ~1 are >= 6e-8 apart);
-# - ranks are sums of 0/1 and the drop term (k-1-rank) * 2^100 is an exact small multiple of a power of two: 0 for a
-#   kept parent, <= -2^100 for a dropped one, whose softmax weight then underflows to exactly 0, as with -inf.
+# The exported program's memory read: only ops XNNPACK delegates, and no reshapes (each op in the delegate costs a few
+# microseconds however small its tensor, so the read is written as few, flat ops; docs/export.md has the timings):
+# - every product is an F.linear on the runtime memory tensors (delegated with force_non_static_weights_for_f32_linear);
+# - the top-k mask is exact arithmetic. A constant linear with entries +-2^64 gives every pair difference
+#   t_ij = (x_j - x_i) * 2^64 (two nonzero terms: one rounding, then an exact power-of-two scaling), so
+#   clamp(t_ij + lower_ij, 0, 1) is 1 if x_j > x_i, 0 if x_j < x_i and lower_ij = (j < i) on a tie (provided distinct
+#   logits differ by >= 2^-64 = 5e-20: fp32 logits of magnitude ~1 are >= 6e-8 apart). A second constant linear sums
+#   each parent's row into (k-1-rank) * 2^100 (exact small multiples of a power of two): clamped at 0 it is 0 for a
+#   kept parent and <= -2^100 for a dropped one, whose softmax weight then underflows to exactly 0, as with -inf;
+# - the child softmax over each parent's C children is 1 / sum_c' exp(q_c' - q_c) (pair differences by a constant
+#   linear again; exponents clamped at 80, where a weight is < 2e-35 either way), instead of a softmax over rows of
+#   length C: XNNPACK pays per row, and there are S * E rows of 3.
 _STEP = 2.0 ** 64
 _DROP = 2.0 ** 100
+_EXP_MAX = 80.0
 
 
-@dataclass
-class MemoryOps:
-    """Per-forward constants of the memory read, computed once for all layers (two ops, not two per layer)."""
+def memory_constants(shape: MemoryShape) -> dict[str, torch.Tensor]:
+    """The constant matrices of `spartan_delegated` for one memory shape (E parents, C children, top-k)."""
+    e, c, n = shape.num_parents, shape.num_children, shape.num_parents * shape.num_children
+    parent_diff = torch.zeros(e, e, e)  # [i, j, m]: row (i, j) of the linear picks (x_j - x_i) * 2^64
+    child_diff = torch.zeros(n, c, n)  # [(g, c0), c1, m]: q[g, c1] - q[g, c0]
+    for i in range(e):
+        parent_diff[i, torch.arange(e), torch.arange(e)] += _STEP
+        parent_diff[i, :, i] -= _STEP
+    for row in range(n):
+        first = row - row % c  # the group's first child
+        child_diff[row, torch.arange(c), first + torch.arange(c)] += 1.0
+        child_diff[row, :, row] -= 1.0
+    return {
+        "parent_diff": parent_diff.view(e * e, e),
+        "lower": torch.ones(e, e).tril(-1).reshape(e * e),  # [i, j] = j < i: the tie rule
+        "drop_w": torch.kron(torch.eye(e), torch.full((1, e), -_DROP)),  # [E, E*E]: -2^100 * row sums
+        "drop_b": torch.full((e,), (shape.top_k - 1) * _DROP),
+        "child_diff": child_diff.view(n * c, n),
+        "child_sum": torch.kron(torch.eye(n), torch.ones(1, c)),  # [E*C, E*C*C]
+        "expand": torch.kron(torch.eye(e), torch.ones(c, 1)),  # [E*C, E]: parent weight onto its children
+    }
 
-    parent_scaled: torch.Tensor  # [L, E, H]  P * 2^64
-    children: torch.Tensor  # [L, E*C, H]  K / temperature
-    values: torch.Tensor  # [L, H, E*C]  Vt
 
-
-def top_k_drop(scaled: torch.Tensor, lower: torch.Tensor, drop_w: torch.Tensor, drop_b: torch.Tensor) -> torch.Tensor:
+def top_k_drop(logits: torch.Tensor, k: dict[str, torch.Tensor]) -> torch.Tensor:
     """pipeline's top_k_mask as an additive term: 0 for the k kept parents, <= -2^100 for the others.
 
-    `scaled` [..., E] is parent logits * 2^64; rank_i = #{j: x_j > x_i} + #{j < i: x_j == x_i}, kept iff rank_i < k.
-    `lower` [E, E] is [i, j] = (j < i); drop_w = -2^100 * ones(1, E) and drop_b = (k - 1) * 2^100 turn the row sum
-    (a linear: XNNPACK has no sum.dim) directly into (k - 1 - rank) * 2^100.
-    """
-    e = scaled.shape[-1]
-    d = scaled.view(-1, 1, e) - scaled.view(-1, e, 1)  # [N, i, j] = (x_j - x_i) * 2^64 (views: XNNPACK lacks unsqueeze)
-    beats = torch.clamp(d + lower, 0.0, 1.0)  # j outranks i
-    return torch.clamp(F.linear(beats, drop_w, drop_b), max=0.0).view(scaled.shape)
+    rank_i = #{j: x_j > x_i} + #{j < i: x_j == x_i}; kept iff rank_i < top_k (see the comment above)."""
+    beats = torch.clamp(F.linear(logits, k["parent_diff"]) + k["lower"], 0.0, 1.0)  # [..., E*E]: j outranks i
+    return torch.clamp(F.linear(beats, k["drop_w"], k["drop_b"]), max=0.0)
 
 
-def spartan_delegated(h: torch.Tensor, parent_scaled: torch.Tensor, children: torch.Tensor, values: torch.Tensor,
-                      shape: MemoryShape, lower: torch.Tensor, drop_w: torch.Tensor, drop_b: torch.Tensor):
-    """spartan_dense for h [B, S, H] with one layer's MemoryOps tensors, in ops XNNPACK delegates (see above). Views
-    name only the sequence dim as inferred (-1). Same values as spartan_dense up to fp32 rounding."""
-    e, c = shape.num_parents, shape.num_children
-    scaled = F.linear(h, parent_scaled)  # [B, S, E] = parent logits * 2^64, exactly
-    parent_w = torch.softmax(scaled * (1.0 / _STEP) + top_k_drop(scaled, lower, drop_w, drop_b), dim=-1)
-    child_w = torch.softmax(F.linear(h, children).view(-1, e, c), dim=-1)  # [N, E, C]
-    weights = (parent_w.view(-1, e, 1) * child_w).view(h.shape[0], -1, e * c)
-    return F.linear(weights, values)
+def spartan_delegated(h: torch.Tensor, P: torch.Tensor, children: torch.Tensor, Vt: torch.Tensor,
+                      k: dict[str, torch.Tensor]) -> torch.Tensor:
+    """spartan_dense in ops XNNPACK delegates, for one layer: P [E,H], children = K / temperature [E*C,H], Vt
+    [H,E*C], `k` = memory_constants(shape). Same values as spartan_dense up to fp32 rounding."""
+    logits = F.linear(h, P)  # [..., E]
+    parent_w = torch.softmax(logits + top_k_drop(logits, k), dim=-1)
+    q = F.linear(h, children)  # [..., E*C]
+    inv_child_w = F.linear(torch.exp(torch.clamp(F.linear(q, k["child_diff"]), max=_EXP_MAX)), k["child_sum"])
+    return F.linear(F.linear(parent_w, k["expand"]) / inv_child_w, Vt)
 
 
 def takes_token_types(backbone: nn.Module) -> bool:
@@ -158,10 +171,10 @@ class EdgeModel(nn.Module):
         self.fast = fast and supports_fast_encoder(backbone)
         if self.fast and decompose_layernorm:
             decompose_layernorms(backbone)
-        e = shape.num_parents
-        self.register_buffer("lower", torch.ones(e, e).tril(-1), persistent=False)
-        self.register_buffer("drop_w", torch.full((1, e), -_DROP), persistent=False)
-        self.register_buffer("drop_b", torch.tensor([(shape.top_k - 1) * _DROP]), persistent=False)
+        constants = memory_constants(shape)
+        self._constant_names = tuple(constants)
+        for name, t in constants.items():  # buffers: torch.export keeps them as program constants
+            self.register_buffer(f"memory_{name}", t, persistent=False)
         self.xnnpack_ops = True  # see coreml_ops()
         self._memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         if not self.fast:
@@ -225,12 +238,14 @@ class EdgeModel(nn.Module):
         layers = self.backbone.encoder.layer
         mask_bias = additive_mask(attention_mask, layers[0].attention.self.num_attention_heads)
         h = self.backbone.embeddings(input_ids=input_ids, position_ids=self.position_ids(input_ids), **kwargs)
-        ops = MemoryOps(P * _STEP, K / self.shape.temperature, Vt) if self.use_memory and self.xnnpack_ops else None
+        memory = self.use_memory and self.xnnpack_ops
+        if memory:  # constants of the read, and K / temperature once for all layers
+            k = {name: getattr(self, f"memory_{name}") for name in self._constant_names}
+            children = K / self.shape.temperature
         for i, layer in enumerate(layers):
             h = encoder_layer(layer, h, mask_bias)
-            if ops is not None:
-                h = h + spartan_delegated(h, ops.parent_scaled[i], ops.children[i], ops.values[i], self.shape,
-                                          self.lower, self.drop_w, self.drop_b)
+            if memory:
+                h = h + spartan_delegated(h, P[i], children[i], Vt[i], k)
             elif self.use_memory:
                 h = h + spartan_dense(h, P[i], K[i], Vt[i], self.shape)
         return h

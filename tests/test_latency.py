@@ -18,7 +18,15 @@ import torch
 
 from apps.latency.__main__ import main as latency_main
 from mobile_export import android
-from mobile_export.model import _DROP, _STEP, EdgeModel, MemoryShape, top_k_drop
+from mobile_export.model import (
+    _DROP,
+    EdgeModel,
+    MemoryShape,
+    memory_constants,
+    spartan_delegated,
+    spartan_dense,
+    top_k_drop,
+)
 from mobile_export.parity import NEAR_TIE, top_k_margin
 from pipeline import TaskModel, TaskSpec
 from pipeline.backbone import load_backbone
@@ -50,17 +58,32 @@ def spartan_pair(folder: str, seed: int = 0, fast: bool = True):
 def test_top_k_drop_is_pipelines_top_k_with_ties():
     torch.manual_seed(0)
     e = 16
-    lower = torch.ones(e, e).tril(-1)
-    for trial in range(60):
-        x = torch.randn(32, e) * 10.0 ** (trial % 7 - 3)
-        if trial % 2:
-            x = torch.round(x * 4) / 4  # many exact ties
-        for k in (1, 8, 15, 16):
-            drop = top_k_drop(x * _STEP, lower, torch.full((1, e), -_DROP), torch.tensor([(k - 1) * _DROP]))
+    for k in (1, 8, 15, 16):
+        consts = memory_constants(MemoryShape(1, e, 3, k, 1.6, 8))
+        for trial in range(60):
+            x = torch.randn(32, e) * 10.0 ** (trial % 7 - 3)
+            if trial % 2:
+                x = torch.round(x * 4) / 4  # many exact ties
+            drop = top_k_drop(x, consts)
             keep = top_k_mask(x, k)
             assert torch.equal(drop == 0, keep) and bool((drop[~keep] <= -_DROP).all())
             # the softmax over kept parents is bit-identical to masking with -inf
             assert torch.equal(torch.softmax(x + drop, -1), torch.softmax(x.masked_fill(~keep, float("-inf")), -1))
+
+
+def test_delegated_read_is_the_dense_read_even_with_extreme_child_logits():
+    """The child softmax as 1 / sum exp(differences): same values, including where one child's logit is far above its
+    siblings (plain exp would overflow) and where whole parents are tied."""
+    torch.manual_seed(0)
+    shape = MemoryShape(1, 16, 3, 8, 1.6, 24)
+    consts = memory_constants(shape)
+    for scale in (0.1, 1.0, 100.0):
+        h = torch.randn(2, 10, 24)
+        P, K, Vt = torch.randn(16, 24), torch.randn(48, 24) * scale, torch.randn(24, 48)
+        P[5] = P[3]  # a tie between two parents on every token
+        want = spartan_dense(h, P, K, Vt, shape)
+        got = spartan_delegated(h, P, K / shape.temperature, Vt, consts)
+        torch.testing.assert_close(got, want, atol=1e-5 * max(1.0, scale), rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])

@@ -171,7 +171,7 @@ class EdgeModel(nn.Module):
         self.fast = fast and supports_fast_encoder(backbone)
         if self.fast and decompose_layernorm:
             decompose_layernorms(backbone)
-        constants = memory_constants(shape)
+        constants = memory_constants(shape) if memory else {}  # unused buffers would still travel in the program
         self._constant_names = tuple(constants)
         for name, t in constants.items():  # buffers: torch.export keeps them as program constants
             self.register_buffer(f"memory_{name}", t, persistent=False)

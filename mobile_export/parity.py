@@ -18,9 +18,9 @@ from .model import MEMORY_INPUTS
 
 def load_android(dist: str | Path):
     """The bundle's ExecuTorch program, loaded once; feed it any task's memory."""
-    from executorch.runtime import Runtime
+    from .android import load_forward
 
-    return Runtime.get().load_program(str(Path(dist) / "android" / "backbone.pte")).load_method("forward")
+    return load_forward(Path(dist) / "android" / "backbone.pte")
 
 
 def run_android(method, encoded: dict, memory: dict[str, torch.Tensor], num_outputs: int) -> np.ndarray:

@@ -75,7 +75,6 @@ class Bare(torch.nn.Module):
 
 def latency(runs: list[str], max_len: int, work: Path, repeats: int = 30) -> dict:
     """Median ms at S=32 and S=128 for: bare backbone, memory delegated (the bundle's setting), memory not delegated."""
-    from executorch.runtime import Runtime
     from torch.export import Dim, export
 
     from .bundle import check_artifacts
@@ -103,7 +102,7 @@ def latency(runs: list[str], max_len: int, work: Path, repeats: int = 30) -> dic
     programs["bare_backbone"] = (work / "bare.pte", False)
     programs["bare_backbone"][0].write_bytes(edge.to_executorch().buffer)
     # Round-robin over the programs so load swings on a shared machine hit all of them alike
-    methods = {n: Runtime.get().load_program(str(p)).load_method("forward") for n, (p, _) in programs.items()}
+    methods = {n: android.load_forward(p) for n, (p, _) in programs.items()}
     times: dict[str, list[float]] = {}
     for s in (32, 128):
         x = torch.randint(1000, 5000, (1, s))

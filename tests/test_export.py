@@ -148,6 +148,26 @@ def test_int8_program_with_fp16_memories_runs(tiny_tasks, tmp_path):
     ids = torch.tensor([[101, 2307, 3185, 102]])
     logits = run_android(load_android(out), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, memory, 2)
     assert logits.shape == (1, 2) and np.isfinite(logits).all()
+    # the word embeddings are int8 rows, read by ExecuTorch's quantized kernel (the op name is in the program)
+    assert b"quantized_decomposed::embedding_byte" in (out / "android" / "backbone.pte").read_bytes()
+
+
+def test_int8_embedding_rows_and_restore(tiny_bert):
+    from mobile_export.android import Int8Embedding, int8_word_embeddings
+    from mobile_export.model import EdgeModel, MemoryShape
+
+    table = torch.nn.Embedding(50, 16)
+    q = Int8Embedding(table)
+    ids = torch.tensor([[0, 7, 49, 7]])
+    want = table(ids).detach()
+    step = q.scales[ids].unsqueeze(-1)  # one quantization step per row
+    assert q.weight_int8.dtype == torch.int8 and bool(((q(ids) - want).abs() <= step / 2 + 1e-7).all())
+    backbone, _ = load_backbone(tiny_bert)
+    edge = EdgeModel(backbone, MemoryShape(2, 4, 2, 2, 1.0, backbone.config.hidden_size))
+    original = backbone.embeddings.word_embeddings
+    with int8_word_embeddings(edge):
+        assert isinstance(backbone.embeddings.word_embeddings, Int8Embedding)
+    assert backbone.embeddings.word_embeddings is original  # the fp32 model (e.g. for the iOS package) is untouched
 
 
 # ---------------------------------------------------------------- bad input: one clear error, nothing written

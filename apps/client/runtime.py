@@ -10,6 +10,7 @@ import numpy as np
 
 class BackboneRuntime:
     def __init__(self, program: Path, tokenizer: Path, max_seq_length: int, inputs: list | None = None) -> None:
+        import executorch.kernels.quantized  # noqa: F401  (int8 programs read their word embeddings with its kernel)
         import torch  # the ExecuTorch Python runtime exchanges torch tensors
         from executorch.runtime import Runtime
         from tokenizers import Tokenizer

@@ -56,16 +56,12 @@ def build_program(variant: Variant, precision: str, batch: int, max_len: int, ou
 
 
 def load(program: Program) -> None:
-    from executorch.runtime import Runtime
-
-    program.method = Runtime.get().load_program(str(program.path)).load_method("forward")
+    program.method = android.load_forward(program.path)
 
 
 def warm_runtime(program: Program, vocab: int) -> None:
     """Load and run a throwaway instance of `program`, so no timed program is the runtime's first."""
-    from executorch.runtime import Runtime
-
-    method = Runtime.get().load_program(str(program.path)).load_method("forward")
+    method = android.load_forward(program.path)
     ids, mask = token_inputs(program.batch, 16, vocab)
     for _ in range(3):
         method.execute([ids, mask, *program.variant.inputs])
@@ -165,7 +161,6 @@ def task_switch(program: Program, seq: int, vocab: int, repeats: int = 5) -> dic
 
     SPARTAN (and bare: only the head): the task is a safetensors file of program inputs, read while the program stays
     loaded. Adapters/LoRA: their weights are constants inside the program, so a task is a whole program to load."""
-    from executorch.runtime import Runtime
     from safetensors.torch import load_file, save_file
 
     ids, mask = token_inputs(program.batch, seq, vocab, seed=2)
@@ -191,7 +186,7 @@ def task_switch(program: Program, seq: int, vocab: int, repeats: int = 5) -> dic
         else:
             for _ in range(max(2, repeats // 2)):
                 t0 = time.perf_counter()
-                method = Runtime.get().load_program(str(program.path)).load_method("forward")
+                method = android.load_forward(program.path)
                 t1 = time.perf_counter()
                 method.execute([ids, mask, *program.variant.inputs])
                 loads.append((t1 - t0) * 1e3)

@@ -30,13 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-    from executorch.runtime import Runtime
+
+    from mobile_export.android import load_forward
 
     _unsafe_reset_threadpool(args.threads)
     inputs = [torch.zeros(s) for s in json.loads(args.shapes)]
     ids = torch.full((args.batch, args.seq), 1000, dtype=torch.int64)
     before = _status_kb("VmRSS")
-    method = Runtime.get().load_program(args.program).load_method("forward")
+    method = load_forward(args.program)
     for _ in range(3):
         method.execute([ids, torch.ones_like(ids), *inputs])
     peak = _status_kb("VmHWM")

@@ -171,10 +171,11 @@ class EdgeModel(nn.Module):
         self.fast = fast and supports_fast_encoder(backbone)
         if self.fast and decompose_layernorm:
             decompose_layernorms(backbone)
-        constants = memory_constants(shape) if memory else {}  # unused buffers would still travel in the program
-        self._constant_names = tuple(constants)
-        for name, t in constants.items():  # buffers: torch.export keeps them as program constants
-            self.register_buffer(f"memory_{name}", t, persistent=False)
+        # spartan_delegated's matrices as buffers (torch.export keeps them as program constants); none in a bare
+        # program, where unused buffers would still travel
+        self.read_constants = nn.Module()
+        for name, t in (memory_constants(shape) if memory else {}).items():
+            self.read_constants.register_buffer(name, t, persistent=False)
         self.xnnpack_ops = True  # see coreml_ops()
         self._memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         if not self.fast:
@@ -240,7 +241,7 @@ class EdgeModel(nn.Module):
         h = self.backbone.embeddings(input_ids=input_ids, position_ids=self.position_ids(input_ids), **kwargs)
         memory = self.use_memory and self.xnnpack_ops
         if memory:  # constants of the read, and K / temperature once for all layers
-            k = {name: getattr(self, f"memory_{name}") for name in self._constant_names}
+            k = dict(self.read_constants.named_buffers())
             children = K / self.shape.temperature
         for i, layer in enumerate(layers):
             h = encoder_layer(layer, h, mask_bias)

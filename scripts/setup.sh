@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the project. `--dev` adds pytest and ruff.
+# Create .venv and install the project. `--dev` adds the test tools and the system packages the native, Kotlin
+# and server tests build with (scripts/system_deps.sh: Debian packages + the Kotlin compiler from npm).
 # torch is installed first and pinned: the CPU wheel of 2.13.0; an unpinned torch would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,3 +10,4 @@ extra=""
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e ".${extra}"
+if [ "${1:-}" = "--dev" ]; then bash scripts/system_deps.sh; fi

@@ -178,6 +178,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_bert, se
     assert not (tmp_path / "b" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume(tmp_path, tiny_bert, sentiment_csvs):
     """A real process killed with SIGKILL right after its first checkpoint finishes like an uninterrupted run."""
     common = ["--epochs", "6", "--save-steps", "3"]
@@ -202,6 +203,7 @@ def test_sigkill_mid_training_then_resume(tmp_path, tiny_bert, sentiment_csvs):
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path):
     def run(*argv):
         p = subprocess.run([sys.executable, "-m", "pipeline.train", "--output-dir", str(tmp_path / "x"), *argv],

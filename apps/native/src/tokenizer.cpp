@@ -1,5 +1,6 @@
 #include "tokenizer.h"
 
+#include <unicode/uchar.h>
 #include <utf8proc.h>
 
 #include <algorithm>
@@ -40,7 +41,31 @@ std::string encode_utf8(const std::u32string& s) {
   return out;
 }
 
-utf8proc_category_t category(char32_t c) { return utf8proc_category(static_cast<utf8proc_int32_t>(c)); }
+// The HF tokenizers read general categories from the `unicode_categories` crate, whose tables are Unicode 8.0:
+// a character assigned later (a newer combining mark, punctuation or format character) is, to them, an ordinary
+// character. Measured over every code point of planes 0-3 and 14 against the fast tokenizer. So the category of a
+// character newer than 8.0 (its Unicode age, from ICU) counts as unassigned; utf8proc (Unicode 15) gives the rest.
+bool in_unicode_8(char32_t c) {
+  UVersionInfo age;
+  u_charAge(static_cast<UChar32>(c), age);
+  return age[0] < 8 || (age[0] == 8 && age[1] == 0 && age[2] == 0 && age[3] == 0);
+}
+
+utf8proc_category_t category(char32_t c) {
+  if (c < 0x80) return utf8proc_category(static_cast<utf8proc_int32_t>(c));
+  if (!in_unicode_8(c)) return UTF8PROC_CATEGORY_CN;
+  // The six characters of Unicode 8.0 whose category changed by Unicode 15 in a way the tokenizer sees (found by
+  // the same exhaustive comparison): their 8.0 category. Listed by hand because no library carries old categories.
+  switch (c) {
+    case 0x166D: return UTF8PROC_CATEGORY_PO;  // CANADIAN SYLLABICS CHI SIGN, So since 12.0
+    case 0x111C9: return UTF8PROC_CATEGORY_PO;  // SHARADA SANDHI MARK, Mn since 11.0
+    case 0x1734: return UTF8PROC_CATEGORY_MN;  // HANUNOO SIGN PAMUDPOD, Mc since 14.0
+    case 0xA9BD: return UTF8PROC_CATEGORY_MC;  // JAVANESE CONSONANT SIGN KERET, Mn since 12.0
+    case 0x1885:
+    case 0x1886: return UTF8PROC_CATEGORY_LO;  // MONGOLIAN ALI GALI BALUDA signs, Mn since 9.0
+    default: return utf8proc_category(static_cast<utf8proc_int32_t>(c));
+  }
+}
 
 // Rust's char::is_whitespace (the Unicode White_Space property), which the HF tokenizers use. utf8proc has no
 // White_Space property, and the set is small and fixed, so it is listed here.
@@ -49,14 +74,15 @@ bool is_white_space_property(char32_t c) {
          (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-bool is_control(char32_t c) {  // tokenizers' bert.rs: Cc, Cf, Cs, Co, Cn, except \t \n \r
+// tokenizers' bert.rs: Cc, Cf, Cs, Co except \t \n \r. Its comment says Cn too, but measured against the HF
+// fast tokenizer an unassigned code point is kept as an ordinary character (an [UNK] word), not removed.
+bool is_control(char32_t c) {
   if (c == '\t' || c == '\n' || c == '\r') return false;
   switch (category(c)) {
     case UTF8PROC_CATEGORY_CC:
     case UTF8PROC_CATEGORY_CF:
     case UTF8PROC_CATEGORY_CS:
     case UTF8PROC_CATEGORY_CO:
-    case UTF8PROC_CATEGORY_CN:
       return true;
     default:
       return false;

@@ -25,27 +25,31 @@ MEMORY_METADATA_KEY = "spartan_edge_memory"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-def memory_shape(task_model, meta: dict) -> MemoryShape:
-    """The memory shape of a loaded SPARTAN TaskModel."""
-    cfg = task_model.delta[0].config
-    return MemoryShape(num_layers=len(task_model.delta), num_parents=cfg.num_parents, num_children=cfg.num_children,
-                       top_k=cfg.top_k, temperature=float(cfg.temperature), hidden_size=meta["backbone"]["hidden_size"])
+def memory_shape(meta: dict) -> MemoryShape:
+    """The memory shape of a SPARTAN task artifact, from its metadata (pipeline.read_metadata)."""
+    return MemoryShape.from_options(meta["options"], meta["backbone"]["num_layers"], meta["backbone"]["hidden_size"])
 
 
-def task_tensors(task_model, max_labels: int) -> dict[str, torch.Tensor]:
-    """Stack the per-layer memories and pad the head to `max_labels` rows (fp32)."""
-    mems = list(task_model.delta)
-    w, b = task_model.head.weight.detach(), task_model.head.bias.detach()
+def memory_tensors(artifact: dict[str, torch.Tensor], meta: dict, max_labels: int) -> dict[str, torch.Tensor]:
+    """A SPARTAN artifact's tensors (pipeline.artifact.read_tensors: `delta.<layer>.P|K|Vt`, `head.weight|bias`) as
+    the memory file's five tensors: the layers stacked, the head zero-padded to `max_labels` rows, fp32.
+
+    The values are the artifact's, unchanged: no model is built."""
+    task = meta["task"]["name"]
+    n = meta["backbone"]["num_layers"]
+    w, b = artifact["head.weight"], artifact["head.bias"]
     if w.shape[0] > max_labels:
-        raise UserError(f"task {task_model.task.name} has {w.shape[0]} outputs; this export allows at most "
-                        f"{max_labels} (raise --max-labels)")
+        raise UserError(f"task {task} has {w.shape[0]} outputs; this export allows at most {max_labels} "
+                        "(raise --max-labels)")
+    try:
+        P, K, Vt = (torch.stack([artifact[f"delta.{i}.{name}"] for i in range(n)]) for name in ("P", "K", "Vt"))
+    except KeyError as e:
+        raise UserError(f"task {task}: the artifact lacks the memory tensor {e.args[0]}") from None
     pad = max_labels - w.shape[0]
     return {
-        "P": torch.stack([m.P.detach() for m in mems]).float().contiguous(),
-        "K": torch.stack([m.K.detach() for m in mems]).float().contiguous(),
-        "Vt": torch.stack([m.Vt.detach() for m in mems]).float().contiguous(),
-        "head_weight": torch.cat([w.float(), w.new_zeros(pad, w.shape[1])]).contiguous(),
-        "head_bias": torch.cat([b.float(), b.new_zeros(pad)]).contiguous(),
+        "P": P.float().contiguous(), "K": K.float().contiguous(), "Vt": Vt.float().contiguous(),
+        "head_weight": torch.cat([w.float(), w.new_zeros(pad, w.shape[1]).float()]).contiguous(),
+        "head_bias": torch.cat([b.float(), b.new_zeros(pad).float()]).contiguous(),
     }
 
 

@@ -179,15 +179,20 @@ class EdgeClient:
         cat = self.catalog()
         if cat is None:
             if not last:
+                cached = ", ".join(sorted(self.state["memories"])) or "none"
                 if self.offline:
-                    raise NotCached(f"no memory for task {task!r} in the cache; run once online first")
+                    raise NotCached(f"no memory for task {task!r} in the cache (cached: {cached}); "
+                                    "run once online first")
                 raise ClientError(f"{self._catalog_problem}, and no memory for task {task!r} is cached")
             self._ensure_file(last["sha256"], 0, None)
             return last, 0
-        entry = cat["tasks"].get(task, {}).get(self.target)
+        tasks = cat["tasks"]
+        entry = tasks.get(task, {}).get(self.target)
         try:
             if entry is None:
-                raise ClientError(f"the server has no task {task!r} for {self.target}")
+                have = sorted(t for t, files in tasks.items() if self.target in files)
+                raise ClientError(f"the server has no task {task!r} for {self.target}; it has: "
+                                  f"{', '.join(have) or 'no tasks yet (publish an export first)'}")
             if entry["backbone_fingerprint"] != fp:
                 raise IntegrityError(f"the server's memory for {task!r} (version {entry['version']}) is for backbone "
                                      f"{entry['backbone_fingerprint'][:16]}…, the cached backbone is {fp[:16]}…; "

@@ -23,13 +23,18 @@ from pipeline.backbone import fingerprint, load_backbone
 from pipeline.errors import UserError
 from spartan_formats import FormatError
 from spartan_formats.digest import sha256_file
-from spartan_formats.dist_manifest import load_dist_manifest, write_dist_manifest
+from spartan_formats.dist_manifest import (
+    DIST_MANIFEST_FORMAT_VERSION,
+    DIST_MANIFEST_NAME,
+    load_dist_manifest,
+    write_dist_manifest,
+)
 
 from . import android, ios
 from .memory import DTYPES, memory_header, memory_shape, memory_tensors, write_memory
 from .model import EdgeModel, MemoryShape
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = DIST_MANIFEST_FORMAT_VERSION
 TARGETS = ("android", "ios")
 PROGRAM_FILES = {"android": "backbone.pte", "ios": "backbone.mlpackage.zip"}
 DEFAULT_MAX_LABELS = 8
@@ -142,20 +147,21 @@ def write_task(root: Path, path: Path, meta: dict, manifest: dict, memory_dtype:
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
-    """manifest.json through spartan_formats (which refuses to write what its readers would refuse)."""
+    """dist/manifest.json through spartan_formats.dist_manifest (validated before it is written, atomically)."""
     try:
-        write_dist_manifest(root, manifest).chmod(0o644)
+        path = write_dist_manifest(root, manifest)
     except FormatError as e:
-        raise UserError(f"the manifest for {root} would be invalid: {e}") from e
+        raise UserError(f"refusing to write an invalid dist manifest: {e}") from None
+    path.chmod(0o644)
 
 
 def read_manifest(dist: Path) -> dict:
-    if not (dist / "manifest.json").is_file():
+    if not (dist / DIST_MANIFEST_NAME).is_file():
         raise UserError(f"{dist} is not an export folder (no manifest.json); make one with --out first")
     try:
         return load_dist_manifest(dist)
     except FormatError as e:
-        raise UserError(f"{dist / 'manifest.json'} is not a valid export manifest: {e}") from e
+        raise UserError(f"{dist / DIST_MANIFEST_NAME}: {e}") from None
 
 
 def add_memories(dist: str | Path, memories: list[str | Path], memory_dtype: str = "fp32",

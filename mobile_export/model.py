@@ -22,6 +22,7 @@ from torch import nn
 from pipeline.backbone import encoder_layers, mean_pool, takes_token_types
 from pipeline.spartan.layer import dense_read
 from pipeline.spartan.model import residual_hook
+from spartan_formats.memory import MEMORY_TENSORS
 
 from .encoder import FastLayerNorm, additive_mask, decompose_layernorms, encoder_layer, supports_fast_encoder
 
@@ -52,7 +53,7 @@ class MemoryShape:
                 "head_bias": (max_labels,)}
 
 
-MEMORY_INPUTS = ("P", "K", "Vt", "head_weight", "head_bias")
+MEMORY_INPUTS = MEMORY_TENSORS  # the memory file's tensors are the program's memory inputs, in this order
 INPUT_NAMES = ("input_ids", "attention_mask", *MEMORY_INPUTS)
 
 

@@ -85,7 +85,8 @@ def print_summary(cfg: TrainConfig, result) -> None:
 
     out = Path(cfg.output_dir)
     task = read_metadata(result.artifact)["task"]
-    names = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in sorted(result.metrics.items()))
+    names = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in sorted(result.metrics.items())
+                      if k != "eval_samples")
     print(f"{task['name']}/{cfg.method}: {names}  ({result.steps} steps)")
     for f in ("task.safetensors", "eval_results.json", "train_results.json"):
         if (out / f).is_file():

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 
 from . import registry
-from .db import get_db, get_store
+from .db import get_db, get_downloads, get_store
 from .errors import ApiError
+from .offload import hand_off
 from .validate import FINGERPRINT_RE, valid_task_name
 
 bp = Blueprint("api", __name__)
@@ -33,7 +35,8 @@ def check_task(task: str) -> str:
     return task
 
 
-def send_blob(sha256: str, name: str, immutable: bool, headers: dict | None = None) -> Response:
+def send_blob(sha256: str, name: str, immutable: bool, headers: dict | None = None,
+              on_download: Callable[[], None] | None = None) -> Response:
     """A stored file with a strong ETag (its sha256), Content-Length, Accept-Ranges; 304 and 206 come from
     werkzeug's conditional handling. Blobs never change once written, so a 206 continuation is always
     consistent with the bytes a client already has (If-Range guards the rare case it asked about another file)."""
@@ -44,7 +47,9 @@ def send_blob(sha256: str, name: str, immutable: bool, headers: dict | None = No
     resp.headers["X-Content-SHA256"] = sha256
     for k, v in (headers or {}).items():
         resp.headers[k] = v
-    return resp
+    if on_download is not None and request.method == "GET" and resp.status_code == 200:
+        on_download()  # a new download: not a 304 revalidation, not a 206 resume
+    return hand_off(resp, sha256)  # the body itself may be sent by nginx or a CDN (offload.py)
 
 
 def _backbone_view(b: dict) -> dict:
@@ -65,7 +70,7 @@ def _memory_view(m: dict) -> dict:
 
 @bp.get("/healthz")
 def healthz():
-    get_db().execute("SELECT 1")
+    get_db().one("SELECT 1 AS ok")
     return {"ok": True}
 
 
@@ -139,7 +144,8 @@ def memory(task: str):
                        requested_backbone=want_fp, memory_backbone=m["backbone_fingerprint"], version=m["version"])
     return send_blob(m["sha256"], f"{task}.v{m['version']}.safetensors", immutable=version is not None,
                      headers={"X-Memory-Version": str(m["version"]),
-                              "X-Backbone-Fingerprint": m["backbone_fingerprint"]})
+                              "X-Backbone-Fingerprint": m["backbone_fingerprint"]},
+                     on_download=lambda: get_downloads().count(task, target, m["version"]))
 
 
 @bp.get("/memories/<task>/versions")

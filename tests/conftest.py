@@ -97,3 +97,29 @@ def server(tmp_path_factory, dist):
     assert r.returncode == 0, r.stderr
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL cluster (initdb + postgres on a loopback port) for the session; each server gets
+    its own database in it. Skipped only where PostgreSQL's binaries or the driver are missing."""
+    from demo_server.localstack import Postgres, postgres_bindir
+
+    if postgres_bindir() is None:
+        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed: apt-get install postgresql")
+    pytest.importorskip("psycopg", reason="psycopg not installed: pip install 'psycopg[binary]'")
+    pg = Postgres(durable=False)
+    pg.databases = 0
+    yield pg
+    pg.stop()
+
+
+def new_postgres_database(cluster) -> str:
+    cluster.databases += 1
+    return cluster.create_database(f"test{cluster.databases}")
+
+
+def nginx_available() -> bool:
+    import shutil
+
+    return bool(shutil.which("nginx") or os.access("/usr/sbin/nginx", os.X_OK))

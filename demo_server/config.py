@@ -35,9 +35,13 @@ DEFAULTS: dict = {
     "NGINX_BLOB_LOCATION": "/_blobs/",
     # Set: bodies are a redirect to <BLOB_BASE_URL>/<sha[:2]>/<sha256>, a CDN or bucket mirroring BLOB_DIR.
     "BLOB_BASE_URL": None,
+    # The PNG the console shows under "On-device latency"; the repo's MiniLM plot when the server runs from a checkout.
+    "CONSOLE_PLOT": os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "docs", "results", "latency_minilm.png"),
 }
 
-VERBATIM = ("PUBLISH_TOKEN", "BLOB_DIR", "DATABASE", "BLOB_OFFLOAD", "NGINX_BLOB_LOCATION", "BLOB_BASE_URL")
+VERBATIM = ("PUBLISH_TOKEN", "BLOB_DIR", "DATABASE", "BLOB_OFFLOAD", "NGINX_BLOB_LOCATION", "BLOB_BASE_URL",
+            "CONSOLE_PLOT")
 
 
 def load_config(app, overrides: dict | None = None) -> None:

@@ -56,8 +56,9 @@ def synthetic_memory(seed: int = 0, max_labels: int = 8) -> bytes:
     return st_save({k: v.astype(np.float32) for k, v in t.items()}, metadata={"spartan_edge_memory": json.dumps(meta)})
 
 
-def synthetic_dist(root: Path, max_labels: int = 8) -> Path:
-    """One backbone (placeholder program bytes) and one task memory of the real MiniLM size."""
+def synthetic_dist(root: Path, max_labels: int = 8, big_mb: int = 0) -> Path:
+    """One backbone (placeholder program bytes) and one task memory of the real MiniLM size. `big_mb` adds a
+    bundle file `android/weights.bin` of that many MB (a backbone-sized download for the slow-client phase)."""
     L, H = SHAPE["num_layers"], SHAPE["hidden_size"]
     mem = synthetic_memory(0, max_labels)
     prog = b"placeholder program" * 1000
@@ -68,10 +69,17 @@ def synthetic_dist(root: Path, max_labels: int = 8) -> Path:
     def entry(rel: str, data: bytes) -> dict:
         return {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
+    big = []
+    if big_mb:
+        weights = np.random.default_rng(1).bytes(big_mb * 1_000_000)
+        (root / "android" / "weights.bin").write_bytes(weights)
+        big = [entry("android/weights.bin", weights)]
+
     man = {"format_version": 1,
            "backbone": {"id": "synthetic", "fingerprint": FP, "hidden_size": H, "num_layers": L,
                         "memory_shape": SHAPE, "max_seq_length": 128, "max_labels": max_labels},
-           "targets": {"android": {"files": [entry("android/backbone.pte", prog)], "program": "android/backbone.pte"}},
+           "targets": {"android": {"files": [entry("android/backbone.pte", prog), *big],
+                                   "program": "android/backbone.pte"}},
            "tasks": {"sst2": {"label_names": ["negative", "positive"], "is_regression": False, "metric": "accuracy",
                               "backbone_fingerprint": FP,
                               "files": {"android": {**entry("android/memories/sst2.safetensors", mem),
@@ -249,6 +257,66 @@ def chaos(stack, seconds: float, concurrency: int, kill_at: float) -> dict:
             "killed_instance_after_s": kill_at, "concurrency": concurrency}
 
 
+def slow_clients(port: int, etag: str, n_slow: int, rate_mb_s: float, seconds: float) -> dict:
+    """`n_slow` phones on a slow link each downloading the big bundle file (android/weights.bin) at `rate_mb_s`,
+    while 4 fast clients revalidate the memory (304). Whoever sends the bytes holds a connection per slow phone:
+    gunicorn a worker thread each, nginx an event-loop entry. Reports the fast clients' req/s and latency."""
+    stop = threading.Event()
+    chunk = 64 * 1024
+    pause = chunk / (rate_mb_s * 1e6)
+    slow_bytes = [0]
+
+    def slow() -> None:
+        while not stop.is_set():
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as sk:
+                sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, chunk)  # a small window, like a phone's
+                sk.sendall(b"GET /backbone/android/weights.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                while not stop.is_set():
+                    data = sk.recv(chunk)
+                    if not data:
+                        break
+                    slow_bytes[0] += len(data)
+                    time.sleep(pause)
+
+    lat: list[float] = []
+    errors = [0]
+
+    def fast() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", "/memories/sst2?target=android", headers={"If-None-Match": etag})
+                r = conn.getresponse()
+                r.read()
+                errors[0] += r.status != 304
+            except (OSError, http.client.HTTPException):
+                errors[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            lat.append(time.perf_counter() - t0)
+        conn.close()
+
+    slows = [threading.Thread(target=slow, daemon=True) for _ in range(n_slow)]
+    for t in slows:
+        t.start()
+    time.sleep(2.0)  # every slow download under way
+    fasts = [threading.Thread(target=fast) for _ in range(4)]
+    t0 = time.perf_counter()
+    for t in fasts:
+        t.start()
+    stop.wait(seconds)
+    stop.set()
+    for t in fasts:
+        t.join()
+    wall = time.perf_counter() - t0
+    arr = np.array(lat) * 1e3
+    return {"slow_clients": n_slow, "slow_rate_MB_s": rate_mb_s, "fast_requests": len(lat), "fast_errors": errors[0],
+            "fast_req_per_s": round(len(lat) / wall, 1), "fast_p50_ms": round(float(np.percentile(arr, 50)), 2),
+            "fast_p99_ms": round(float(np.percentile(arr, 99)), 2), "slow_MB_received": round(slow_bytes[0] / 1e6, 1),
+            "slow_MB_at_full_rate": round(n_slow * rate_mb_s * (2.0 + wall), 1)}
+
+
 def _summary(rounds: list[dict]) -> dict:
     keys = ("req_per_s", "p50_ms", "p99_ms")
     out = {k: round(float(np.median([r[k] for r in rounds])), 2) for k in keys}
@@ -269,7 +337,7 @@ def compare(args) -> int:
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        dist = synthetic_dist(tmp / "dist")
+        dist = synthetic_dist(tmp / "dist", big_mb=args.big_mb)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         pg = Postgres(durable=True)
         setups: dict = {}
@@ -302,6 +370,13 @@ def compare(args) -> int:
                         results[name][kind].append({**r, "round": rnd})
                 print(f"round {rnd + 1}/{args.rounds}: " + ", ".join(
                     f"{n} {results[n]['full_body'][-1]['req_per_s']} req/s" for n in setups), flush=True)
+            slow_result = {}
+            order = ["direct", "nginx-offload"]
+            rng.shuffle(order)
+            for name in order:
+                slow_result[name] = slow_clients(setups[name].port, etag, args.slow_clients, 2.0, args.slow_seconds)
+                print(f"slow clients, {name}:", json.dumps(slow_result[name]), flush=True)
+                time.sleep(3.0)  # the slow downloads of this setup wind down before the next
             chaos_result = chaos(setups["nginx-offload"], args.chaos_seconds, 8, args.chaos_seconds / 2)
             print("chaos:", json.dumps(chaos_result))
         finally:
@@ -327,6 +402,7 @@ def compare(args) -> int:
               "memory_bytes": size, "cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in load],
               "machine": f"{platform.machine()} {platform.system()} {platform.release()}",
               "date": time.strftime("%Y-%m-%d %H:%M"), "summary": summary, "ratios_median_per_round": ratios,
+              "slow_clients": slow_result, "big_file_bytes": args.big_mb * 1_000_000,
               "chaos": chaos_result, "rounds_raw": results,
               "note": "shared machine (other engineers' jobs running); client, nginx, gunicorn and PostgreSQL share "
                       "the same cores over loopback: ratios from this one interleaved run are the robust numbers"}
@@ -352,7 +428,14 @@ def compare(args) -> int:
         "Median over rounds (min-max):\n\n"
         "| setup | path | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n"
         f"{rows}\n\nMedian per-round ratios: " + ", ".join(f"{k} **{v}**" for k, v in ratios.items()) + ".\n\n"
-        f"## Publishes and a killed instance\n\nnginx-offload, {c['concurrency']} clients hashing every body for "
+        "## Slow phones\n\n"
+        f"{args.slow_clients} clients each download a {args.big_mb} MB bundle file at 2 MB/s (small receive window)"
+        f" while 4 fast clients revalidate the memory (304), {args.slow_seconds:.0f} s per setup, one run each:\n\n"
+        "| setup | fast req/s | fast p50 ms | fast p99 ms | fast errors | MB received by the slow clients "
+        "(at full rate) |\n|---|---|---|---|---|---|\n" + "\n".join(
+            f"| {n} | {r['fast_req_per_s']} | {r['fast_p50_ms']} | {r['fast_p99_ms']} | {r['fast_errors']} | "
+            f"{r['slow_MB_received']} ({r['slow_MB_at_full_rate']}) |" for n, r in slow_result.items()) +
+        f"\n\n## Publishes and a killed instance\n\nnginx-offload, {c['concurrency']} clients hashing every body for "
         f"{c['wall_s']} s while a new version was published every 0.5 s ({c['published']} published) and one of the "
         f"two instances was SIGKILLed after {c['killed_instance_after_s']} s: {c['requests']:,} downloads, "
         f"**{c['errors']} errors, {c['torn']} torn reads**, {c['req_per_s']} req/s, p50 {c['p50_ms']} ms, "
@@ -378,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", action="store_true", help="direct gunicorn vs two instances behind nginx (above)")
     ap.add_argument("--rounds", type=int, default=5, help="--compare: interleaved rounds")
     ap.add_argument("--chaos-seconds", type=float, default=12.0, help="--compare: length of the chaos phase")
+    ap.add_argument("--slow-clients", type=int, default=24, help="--compare: slow phones in the slow-client phase")
+    ap.add_argument("--slow-seconds", type=float, default=10.0, help="--compare: length of each slow-client run")
+    ap.add_argument("--big-mb", type=int, default=20, help="--compare: size of the slow clients' download")
     args = ap.parse_args(argv)
     if args.compare:
         return compare(args)

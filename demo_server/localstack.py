@@ -88,7 +88,11 @@ class Postgres:
         self.data = self.root / "data"
         user = None
         if os.geteuid() == 0:
-            user = pwd.getpwnam("postgres")
+            try:
+                user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("PostgreSQL refuses to run as root, and there is no 'postgres' user to run it as"
+                                   " (Debian's postgresql package creates one)") from None
             os.chown(self.root, user.pw_uid, user.pw_gid)
         as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
         self.log = self.root / "postgres.log"
@@ -211,11 +215,17 @@ http {{
         # Requests nginx itself refuses (a path that climbs above /, a NUL byte, a huge URL) get the API's JSON
         # error shape too.
         error_page 400 /_errors/400;
+        error_page 404 /_errors/404;
         error_page 414 /_errors/414;
         location = /_errors/400 {{
             internal;
             default_type application/json;
             return 400 '{{"error": "bad_request", "message": "malformed request or path", "status": 400}}';
+        }}
+        location = /_errors/404 {{
+            internal;
+            default_type application/json;
+            return 404 '{{"error": "not_found", "message": "not found", "status": 404}}';
         }}
         location = /_errors/414 {{
             internal;

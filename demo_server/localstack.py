@@ -11,6 +11,7 @@ root, so under root its processes run as the `postgres` system user (Debian's pa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import pwd
@@ -45,11 +46,13 @@ def _wait(probe, proc: subprocess.Popen, what: str, log: Path, timeout: float = 
 
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, sig)
         try:
+            os.killpg(proc.pid, sig)
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:  # it exited just now
             proc.wait()
 
 
@@ -277,7 +280,7 @@ class Nginx:
         _wait(lambda: _port_open(self.port), self.proc, "nginx", self.log)
 
     def stop(self) -> None:
-        _stop(self.proc, signal.SIGQUIT)  # graceful: finish the responses in flight
+        _stop(self.proc, signal.SIGTERM)  # fast shutdown: this stack is stopped only when nothing needs it
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -307,8 +310,16 @@ class Stack:
         self.url, self.port = self.nginx.url, self.nginx.port
 
     def stop(self) -> None:
-        for part in ([self.nginx] if self.nginx else []) + self.apps + ([self.pg] if self.pg else []):
-            part.stop()
+        if self.nginx:
+            self.nginx.stop()
+        for app in self.apps:  # all at once: each takes up to its graceful timeout
+            if app.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(app.proc.pid, signal.SIGTERM)
+        for app in self.apps:
+            app.stop()
+        if self.pg:
+            self.pg.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

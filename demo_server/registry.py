@@ -69,6 +69,18 @@ def _memory(row: Mapping[str, Any] | None) -> dict | None:
             "backbone_fingerprint": row["backbone_fingerprint"], "published_at": row["published_at"]}
 
 
+def get_backbone(db: Database, target: str, version: int) -> dict | None:
+    return _backbone(db.one("SELECT * FROM backbones WHERE target=? AND version=?", (target, version)))
+
+
+def referenced_blobs(db: Database) -> set[str]:
+    """Every sha256 a registry row names (all versions: old versions stay downloadable)."""
+    shas = {r["sha256"] for r in db.rows("SELECT sha256 FROM memories")}
+    for r in db.rows("SELECT files FROM backbones"):
+        shas.update(f["sha256"] for f in json.loads(r["files"]))
+    return shas
+
+
 def latest_backbone(db: Database, target: str, fingerprint: str | None = None) -> dict | None:
     if fingerprint:
         row = db.one("SELECT * FROM backbones WHERE target=? AND fingerprint=? ORDER BY version DESC LIMIT 1",

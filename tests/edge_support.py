@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `apps` and `demo_server` import from the checkout, installed or not
     sys.path.insert(0, str(REPO))
 from demo_server.localstack import Gunicorn, free_port  # noqa: E402, F401 - free_port is re-exported for tests
+from spartan_formats.memory import MEMORY_METADATA_KEY, memory_metadata  # noqa: E402
 
 TOKEN = "test-token-0123456789"
 FP = "a" * 64
@@ -53,10 +54,11 @@ def memory_bytes(task: str, labels: list[str] | None = None, *, fp: str = FP, sh
         tensors["head_bias"][n_out:] = 0
     if nan:
         tensors["K"].flat[3] = np.nan
-    meta = {"format_version": 1, "task": task, "label_names": labels, "is_regression": is_regression,
-            "metric": "accuracy", "backbone_fingerprint": fp, "memory_shape": s, "dtype": dtype}
+    meta = memory_metadata(task=task, label_names=labels, is_regression=is_regression, max_labels=MAX_LABELS,
+                           metric="accuracy", backbone_fingerprint=fp, memory_shape=s, dtype=dtype)
     meta.update(meta_overrides or {})
-    return st_save(tensors, metadata={"spartan_edge_memory": json.dumps(meta)})
+    # written without the formats writer's checks: tests also need files the readers must refuse
+    return st_save(tensors, metadata={MEMORY_METADATA_KEY: json.dumps(meta)})
 
 
 def tokenizer_json() -> str:
@@ -112,8 +114,12 @@ class ServerProcess(Gunicorn):
     SPARTAN_EDGE_* settings (another database, offload)."""
 
     def __init__(self, instance: Path, token: str | None = TOKEN, workers: int = 2, threads: int = 4,
-                 env: dict[str, str] | None = None) -> None:
-        super().__init__(instance, env, token, workers, threads)
+                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+        super().__init__(instance, env, token, workers, threads, port=port)
+
+    def crash(self) -> None:
+        """kill -9 the master and every worker at once (a power cut, an OOM kill)."""
+        self.kill()
 
 
 def publish(url: str, dist: Path, token: str = TOKEN) -> subprocess.CompletedProcess:

@@ -220,6 +220,7 @@ http {{
         error_page 400 /_errors/400;
         error_page 404 /_errors/404;
         error_page 414 /_errors/414;
+        error_page 502 504 /_errors/502;
         location = /_errors/400 {{
             internal;
             default_type application/json;
@@ -229,6 +230,11 @@ http {{
             internal;
             default_type application/json;
             return 404 '{{"error": "not_found", "message": "not found", "status": 404}}';
+        }}
+        location = /_errors/502 {{
+            internal;
+            default_type application/json;
+            return 502 '{{"error": "bad_gateway", "message": "no app instance answered; retry", "status": 502}}';
         }}
         location = /_errors/414 {{
             internal;
@@ -243,7 +249,9 @@ http {{
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
-            # An instance that is down or dies mid-request: GET/HEAD go to the next one (never POST/PUT).
+            # An instance that is down or dies mid-request: GET/HEAD go to the next one. An upload it was
+            # receiving gets a 502 (its streamed body cannot be replayed); publishing is idempotent (the same bytes
+            # again are "unchanged"), so the publisher simply retries.
             proxy_next_upstream error timeout http_502 http_503;
             proxy_connect_timeout 2s;
         }}

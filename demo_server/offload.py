@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from flask import Response, current_app, request
 
-PASS_HEADERS = ("ETag", "Last-Modified", "X-Content-SHA256", "X-Memory-Version", "X-Backbone-Fingerprint")
+PASS_HEADERS = ("ETag", "Last-Modified", "X-Content-SHA256", "X-Memory-Version", "X-Backbone-Fingerprint",
+                "X-Backbone-Version")
 # Preconditions nginx's static module would check again, against its own (mtime-based) validators.
 NGINX_WOULD_RECHECK = ("If-Match", "If-Unmodified-Since")
 

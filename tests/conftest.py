@@ -127,3 +127,35 @@ def nginx_available() -> bool:
     import shutil
 
     return bool(shutil.which("nginx") or os.access("/usr/sbin/nginx", os.X_OK))
+
+
+# The deployments the HTTP suites (test_server.py, test_delivery.py) run against: the embedded default (SQLite, one
+# gunicorn), the registry on PostgreSQL, and the scaled-out stack (two gunicorn instances on one PostgreSQL and one
+# blob folder behind nginx, which sends the file bodies by X-Accel-Redirect).
+DEPLOYMENTS = ["sqlite", "postgresql", "nginx-2x-postgresql"]
+
+
+def deployed_server(request, tmp_path_factory, dist):
+    """Body of a module's parametrized `server` fixture: start request.param's deployment, publish `dist`."""
+    from edge_support import TOKEN, ServerProcess, publish
+
+    from demo_server.localstack import Stack
+
+    kind = request.param
+    root = tmp_path_factory.mktemp(kind)
+    if kind == "sqlite":
+        srv = ServerProcess(root / "instance")
+    else:
+        database = new_postgres_database(request.getfixturevalue("postgres_cluster"))
+        if kind == "postgresql":
+            srv = ServerProcess(root / "instance", env={"SPARTAN_EDGE_DATABASE": database})
+        else:
+            if not nginx_available():
+                pytest.skip("nginx not installed: apt-get install nginx")
+            srv = Stack(root, instances=2, token=TOKEN, database=database)
+    try:
+        r = publish(srv.url, dist)
+        assert r.returncode == 0, r.stderr
+        yield srv
+    finally:
+        srv.stop()

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import requests
-from conftest import new_postgres_database, nginx_available
+from conftest import DEPLOYMENTS, deployed_server
 from edge_support import (
     FP,
     MAX_LABELS,
@@ -33,8 +33,6 @@ from edge_support import (
 )
 from safetensors.numpy import load as st_load
 
-from demo_server.localstack import Stack
-
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -43,32 +41,11 @@ def dist(tmp_path_factory):
     return make_dist(tmp_path_factory.mktemp("dist"))
 
 
-# Every test that takes `server` runs against each deployment: the embedded default (SQLite, one gunicorn), the
-# registry on PostgreSQL, and the scaled-out stack (two gunicorn instances on one PostgreSQL and one blob folder,
-# behind nginx sending the file bodies by X-Accel-Redirect). Same requests, same expected answers.
-DEPLOYMENTS = ["sqlite", "postgresql", "nginx-2x-postgresql"]
-
-
+# Every test that takes `server` runs against each deployment (conftest.DEPLOYMENTS): SQLite, PostgreSQL, and two
+# instances on PostgreSQL behind nginx sending the file bodies. Same requests, same expected answers.
 @pytest.fixture(scope="module", params=DEPLOYMENTS)
 def server(request, tmp_path_factory, dist):
-    kind = request.param
-    root = tmp_path_factory.mktemp(kind)
-    if kind == "sqlite":
-        srv = ServerProcess(root / "instance")
-    else:
-        database = new_postgres_database(request.getfixturevalue("postgres_cluster"))
-        if kind == "postgresql":
-            srv = ServerProcess(root / "instance", env={"SPARTAN_EDGE_DATABASE": database})
-        else:
-            if not nginx_available():
-                pytest.skip("nginx not installed: apt-get install nginx")
-            srv = Stack(root, instances=2, token=TOKEN, database=database)
-    try:
-        r = publish(srv.url, dist)
-        assert r.returncode == 0, r.stderr
-        yield srv
-    finally:
-        srv.stop()
+    yield from deployed_server(request, tmp_path_factory, dist)
 
 
 def manifest(server) -> dict:

@@ -37,11 +37,11 @@ def stack(tmp_path_factory, postgres_cluster, dist):
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory, dist):
-    """The embedded default (SQLite, Flask sends every byte): the reference the stack must match."""
-    srv = ServerProcess(tmp_path_factory.mktemp("plain") / "instance")
+def plain(stack):
+    """The reference: one more instance on the same registry and blob folder, without offload (Flask sends every
+    byte, as the embedded default does). Same rows, same publish times: its answers must be the stack's, exactly."""
+    srv = ServerProcess(stack.instance, env={"SPARTAN_EDGE_DATABASE": stack.database})
     try:
-        assert publish(srv.url, dist).returncode == 0
         yield srv
     finally:
         srv.stop()
@@ -63,21 +63,27 @@ def test_nginx_sends_the_body_and_flask_keeps_every_validator(stack, plain):
     assert direct.status_code == 200 and direct.content == b""
     assert direct.headers["X-Accel-Redirect"] == "/_blobs/" + direct.headers["X-Content-SHA256"][:2] + "/" + \
         direct.headers["X-Content-SHA256"]
-    etag = requests.get(plain.url + path, timeout=10).headers["ETag"]
+    catalog = requests.get(stack.url + "/manifest", timeout=10).json()
+    pinned = [catalog["tasks"]["sst2"]["android"]["url"], catalog["backbones"]["android"]["files"][0]["url"]]
     stale = '"' + "0" * 64 + '"'
-    for extra in ({}, {"If-None-Match": etag}, {"If-None-Match": stale}, {"Range": "bytes=100-"},
-                  {"Range": "bytes=0-9"}, {"Range": "bytes=100-", "If-Range": etag},
-                  {"Range": "bytes=100-", "If-Range": stale}, {"Range": "bytes=999999-"}, {"If-Match": stale}):
-        want = requests.get(plain.url + path, headers=extra, timeout=10)
-        got = requests.get(stack.url + path, headers=extra, timeout=10)
-        assert (got.status_code, got.content) == (want.status_code, want.content), extra
-        # Last-Modified comes from this registry's own blob/publish time: the reference is the stack's own app.
-        own = requests.get(stack.apps[1].url + path, headers=extra, timeout=10)
-        assert {h.lower() for h in got.headers} - NOT_COMPARED == {h.lower() for h in want.headers} - NOT_COMPARED
-        for h in {h.lower() for h in want.headers} - NOT_COMPARED:
-            ref = own if h == "last-modified" else want
-            assert got.headers.get(h) == ref.headers.get(h), (extra, h)
-        assert "X-Accel-Redirect" not in got.headers
+    for url in [path, *pinned]:
+        first = requests.get(plain.url + url, timeout=10)
+        etag, date = first.headers["ETag"], first.headers.get("Last-Modified")
+        cases = [{}, {"If-None-Match": etag}, {"If-None-Match": stale}, {"Range": "bytes=100-"},
+                 {"Range": "bytes=0-9"}, {"Range": "bytes=100-", "If-Range": etag},
+                 {"Range": "bytes=100-", "If-Range": stale}, {"Range": "bytes=999999-"}, {"If-Match": stale},
+                 {"If-Match": etag}, {"If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT"}]
+        if date:  # pinned URLs carry the version's publish time
+            cases += [{"If-Modified-Since": date}, {"Range": "bytes=100-", "If-Range": date},
+                      {"If-Unmodified-Since": "Mon, 01 Jan 2024 00:00:00 GMT"}]
+        for extra in cases:
+            want = requests.get(plain.url + url, headers=extra, timeout=10)
+            got = requests.get(stack.url + url, headers=extra, timeout=10)
+            assert (got.status_code, got.content) == (want.status_code, want.content), (url, extra)
+            assert {h.lower() for h in got.headers} - NOT_COMPARED == \
+                {h.lower() for h in want.headers} - NOT_COMPARED, (url, extra)
+            for h in {h.lower() for h in want.headers} - NOT_COMPARED:
+                assert got.headers.get(h) == want.headers.get(h), (url, extra, h)
     sha = direct.headers["X-Content-SHA256"]
     blocked = requests.get(f"{stack.url}/_blobs/{sha[:2]}/{sha}", timeout=10)  # internal: only via the app
     assert blocked.status_code == 404 and blocked.json()["error"] == "not_found" and blocked.content != b""

@@ -152,7 +152,7 @@ def deployed_server(request, tmp_path_factory, dist):
         else:
             if not nginx_available():
                 pytest.skip("nginx not installed: apt-get install nginx")
-            srv = Stack(root, instances=2, token=TOKEN, database=database)
+            srv = Stack(root, instances=2, token=TOKEN, database=database, workers=1)
     try:
         r = publish(srv.url, dist)
         assert r.returncode == 0, r.stderr

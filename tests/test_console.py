@@ -30,7 +30,7 @@ def stack(tmp_path_factory, postgres_cluster):
              "rte": {"labels": ["entailment", "not_entailment"], "meta_overrides": {"metrics": {"accuracy": 0.6643}}},
              "evil": {"labels": [EVIL_LABEL, "ok"]}}
     dist = make_dist(tmp_path_factory.mktemp("dist"), tasks)
-    s = Stack(tmp_path_factory.mktemp("console"), instances=2, token=TOKEN,
+    s = Stack(tmp_path_factory.mktemp("console"), instances=2, token=TOKEN, workers=1,
               database=new_postgres_database(postgres_cluster),
               extra_env={"SPARTAN_EDGE_DOWNLOAD_COUNT_FLUSH_S": "0.2"})
     try:

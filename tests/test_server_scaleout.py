@@ -27,7 +27,7 @@ def dist(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, postgres_cluster, dist):
-    s = Stack(tmp_path_factory.mktemp("stack"), instances=2, token=TOKEN,
+    s = Stack(tmp_path_factory.mktemp("stack"), instances=2, token=TOKEN, workers=1,
               database=new_postgres_database(postgres_cluster))
     try:
         assert publish(s.url, dist).returncode == 0
@@ -169,10 +169,11 @@ def test_concurrent_publishers_on_two_instances_get_consecutive_versions(stack):
         assert [r["version"] for r in mine] == sorted(r["version"] for r in mine)
 
 
+@pytest.mark.slow  # its own stack and ~10 s of load (about 20 s on 2 shared cores)
 def test_downloads_during_publishes_and_the_kill_of_one_instance(tmp_path_factory, postgres_cluster, dist):
     """Readers through nginx while a publisher adds versions and one of the two instances is SIGKILLed:
     0 errors, 0 torn reads (every body hashes to the sha256 its headers name, and is a version that exists)."""
-    s = Stack(tmp_path_factory.mktemp("killstack"), instances=2, token=TOKEN,
+    s = Stack(tmp_path_factory.mktemp("killstack"), instances=2, token=TOKEN, workers=1,
               database=new_postgres_database(postgres_cluster))
     try:
         assert publish(s.url, dist).returncode == 0

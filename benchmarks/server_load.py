@@ -34,9 +34,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save as st_save
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from spartan_formats.memory import memory_bytes, memory_metadata  # noqa: E402
+
 TOKEN = "bench-token"
 FP = "f" * 64
 # MiniLM-L6 with E=16, C=3: the size of a real memory file (~1.04 MB fp32)
@@ -51,9 +53,12 @@ def synthetic_memory(seed: int = 0, max_labels: int = 8) -> bytes:
     t = {"P": rng.standard_normal((L, E, H)), "K": rng.standard_normal((L, E * C, H)),
          "Vt": rng.standard_normal((L, H, E * C)), "head_weight": rng.standard_normal((max_labels, H)),
          "head_bias": rng.standard_normal(max_labels)}
-    meta = {"format_version": 1, "task": "sst2", "label_names": ["negative", "positive"], "is_regression": False,
-            "metric": "accuracy", "backbone_fingerprint": FP, "memory_shape": SHAPE, "dtype": "fp32"}
-    return st_save({k: v.astype(np.float32) for k, v in t.items()}, metadata={"spartan_edge_memory": json.dumps(meta)})
+    t["head_weight"][2:] = 0  # zero padding beyond the task's two outputs (docs/formats.md)
+    t["head_bias"][2:] = 0
+    meta = memory_metadata(task="sst2", label_names=["negative", "positive"], is_regression=False,
+                           max_labels=max_labels, metric="accuracy", backbone_fingerprint=FP, memory_shape=SHAPE,
+                           dtype="fp32")
+    return memory_bytes(t, meta)
 
 
 def synthetic_dist(root: Path, max_labels: int = 8, big_mb: int = 0) -> Path:

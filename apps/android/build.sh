@@ -55,7 +55,7 @@ build_tests() {
   if stamp_ok tests "${srcs[@]}" "$OUT/spartan-edge-sdk.jar" && [ -f "$OUT/spartan-edge-tests.jar" ]; then return; fi
   echo "build.sh: kotlinc tests (${#srcs[@]} files)"
   # -Xfriend-paths: the tests may read the SDK's `internal` helpers, as Gradle's test source set can.
-  "$KOTLINC" -jvm-target 17 -cp "$OUT/spartan-edge-sdk.jar:$JSON_JAR:$JUNIT_JAR" \
+  "$KOTLINC" -jvm-target 17 -cp "$OUT/spartan-edge-sdk.jar:$JSON_JAR:$JUNIT_JAR:$KOTLIN_HOME/lib/kotlin-test.jar" \
     -Xfriend-paths="$OUT/spartan-edge-sdk.jar" -d "$OUT/spartan-edge-tests.jar" "${srcs[@]}"
   stamp_save tests
 }
@@ -65,8 +65,8 @@ run_tests() {
   if [ -f "$OUT/jni/libspartan_edge_jni.so" ]; then jni_prop=("-Dspartanedge.jni=$OUT/jni/libspartan_edge_jni.so"); fi
   rm -rf "$OUT/test-results"
   java "${jni_prop[@]}" -jar "$JUNIT_JAR" \
-    --class-path "$OUT/spartan-edge-tests.jar:$OUT/spartan-edge-sdk.jar:$JSON_JAR:$KOTLIN_HOME/lib/kotlin-stdlib.jar" \
-    --select-package org.spartanedge --reports-dir "$OUT/test-results" --details summary --disable-banner "$@"
+    --class-path "$OUT/spartan-edge-tests.jar:$OUT/spartan-edge-sdk.jar:$JSON_JAR:$KOTLIN_HOME/lib/kotlin-stdlib.jar:$KOTLIN_HOME/lib/kotlin-test.jar" \
+    --scan-class-path "$OUT/spartan-edge-tests.jar" --fail-if-no-tests --reports-dir "$OUT/test-results" --details summary --disable-banner "$@"
 }
 
 case "${1:-test}" in

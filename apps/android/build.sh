@@ -64,7 +64,7 @@ run_tests() {
   local jni_prop=()
   if [ -f "$OUT/jni/libspartan_edge_jni.so" ]; then jni_prop=("-Dspartanedge.jni=$OUT/jni/libspartan_edge_jni.so"); fi
   rm -rf "$OUT/test-results"
-  java "${jni_prop[@]}" -jar "$JUNIT_JAR" \
+  java "${jni_prop[@]}" "-Dspartanedge.repo=$ROOT" -jar "$JUNIT_JAR" \
     --class-path "$OUT/spartan-edge-tests.jar:$OUT/spartan-edge-sdk.jar:$JSON_JAR:$KOTLIN_HOME/lib/kotlin-stdlib.jar:$KOTLIN_HOME/lib/kotlin-test.jar" \
     --scan-class-path "$OUT/spartan-edge-tests.jar" --fail-if-no-tests --reports-dir "$OUT/test-results" --details summary --disable-banner "$@"
 }

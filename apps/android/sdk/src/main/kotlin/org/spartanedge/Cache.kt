@@ -51,9 +51,11 @@ class Cache(val root: File) {
     }
 
     fun loadState(): CacheState = try {
-        if (stateFile.isFile) CacheState.fromJson(JSONObject(stateFile.readText())) else CacheState()
-    } catch (e: Exception) {
+        if (stateFile.isFile) CacheState.parse(stateFile.readText()) else CacheState()
+    } catch (e: SpartanEdgeException) {
         CacheState()  // an unreadable state file costs a re-download, never a crash (blobs are re-verified anyway)
+    } catch (e: IOException) {
+        CacheState()
     }
 
     fun saveState(state: CacheState) = writeAtomically(stateFile, state.toJson().toString(1).toByteArray())
@@ -115,38 +117,54 @@ data class CachedMemory(
 
     companion object {
         fun fromJson(task: String, o: JSONObject): CachedMemory {
-            val w = "cached memory $task"
+            val w = "memories.$task"
             return CachedMemory(Names.task(task, w), o.int("version", w, 1), Names.sha256(o.string("sha256", w), w),
-                Names.sha256(o.string("backbone_fingerprint", w), w), o.array("label_names", w).strings(w),
+                Names.fingerprint(o.string("backbone_fingerprint", w), w), o.array("label_names", w).strings(w),
                 o.bool("is_regression", w), o.int("num_outputs", w, 1))
         }
     }
 }
 
-/** state.json: the manifest seen last (with its ETag), the backbone in use, the last good memory per task. */
+/**
+ * state.json (format_version 1, docs/formats.md `cache_state`, the same document spartan_formats.cache_state reads):
+ * the catalog seen last with its ETag, the backbone in use (its catalog entry plus `target`), the last good memory
+ * per task.
+ */
 class CacheState(
-    var manifestText: String? = null,
-    var manifestEtag: String? = null,
+    var catalog: JSONObject? = null,
+    var catalogEtag: String? = null,
     var backbone: Backbone? = null,
     val memories: MutableMap<String, CachedMemory> = sortedMapOf(),
 ) {
-    fun toJson(): JSONObject {
-        val o = JSONObject()
-        manifestText?.let { o.put("manifest", it) }
-        manifestEtag?.let { o.put("manifest_etag", it) }
-        backbone?.let { o.put("backbone", JSONObject().put("target", it.target).put("view", it.json)) }
-        o.put("memories", JSONObject().also { m -> memories.forEach { (k, v) -> m.put(k, v.toJson()) } })
-        return o
-    }
+    fun toJson(): JSONObject = JSONObject()
+        .put("format_version", FORMAT_VERSION)
+        .put("catalog", catalog ?: JSONObject.NULL)
+        .put("catalog_etag", catalogEtag ?: JSONObject.NULL)
+        .put("backbone", backbone?.let { JSONObject(it.json.toString()).put("target", it.target) } ?: JSONObject.NULL)
+        .put("memories", JSONObject().also { m -> memories.forEach { (k, v) -> m.put(k, v.toJson()) } })
 
     companion object {
+        const val FORMAT_VERSION = 1
+
+        fun parse(text: String): CacheState = fromJson(parseObject(text, "cache state"))
+
         /** Everything read back is validated like a network document: the state file is not trusted more. */
         fun fromJson(o: JSONObject): CacheState {
-            val bb = o.optJSONObject("backbone")?.let { Backbone.parse(it.obj("view", "state"), it.string("target",
-                "state")) }
-            val mems = o.optJSONObject("memories") ?: JSONObject()
-            return CacheState(o.stringOrNull("manifest", "state"), o.stringOrNull("manifest_etag", "state"), bb,
-                mems.keyList().associateWith { CachedMemory.fromJson(it, mems.obj(it, "state")) }.toSortedMap())
+            checkFormatVersion(o, FORMAT_VERSION, "cache state")
+            var catalog: JSONObject? = null
+            var etag: String? = null
+            if (o.present("catalog")) {
+                catalog = o.obj("catalog", "cache state")
+                Catalog.parse(catalog, "android")  // validates every target; the result is re-read when used
+                etag = o.stringOrNull("catalog_etag", "cache state")
+            }
+            val bb = if (o.present("backbone")) o.obj("backbone", "cache state").let {
+                Backbone.parse(it, Names.target(it.string("target", "backbone"), "target"))
+            } else null
+            val mems = if (o.has("memories")) o.obj("memories", "cache state") else JSONObject()
+            return CacheState(catalog, etag, bb,
+                mems.keyList().associateWith { CachedMemory.fromJson(Names.task(it, "task name"), mems.obj(it,
+                    "memories")) }.toSortedMap())
         }
     }
 }

@@ -23,5 +23,5 @@ interface EngineFactory {
     fun open(backboneJson: String, program: File, tokenizer: File): Engine
 
     /** Throws a [SpartanEdgeException] unless [memory] is a valid memory file for this backbone. */
-    fun validateMemory(memory: File, backboneJson: String)
+    fun validateMemory(memory: File, backboneJson: String?)
 }

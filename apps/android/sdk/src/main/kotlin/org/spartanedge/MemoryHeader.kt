@@ -1,5 +1,6 @@
 package org.spartanedge
 
+import org.json.JSONObject
 import java.io.File
 import java.io.IOException
 import java.io.RandomAccessFile
@@ -28,7 +29,7 @@ data class MemoryHeader(
 
     companion object {
         const val KEY = "spartan_edge_memory"
-        const val FORMAT_VERSION = 1L
+        const val FORMAT_VERSION = 1
         private const val MAX_HEADER = 16L * 1024 * 1024  // the server's bound (demo_server/validate.py)
 
         fun read(file: File): MemoryHeader = try {
@@ -40,7 +41,7 @@ data class MemoryHeader(
                 for (i in 7 downTo 0) n = (n shl 8) or (lenBytes[i].toLong() and 0xff)  // little-endian u64
                 if (n <= 0 || n > size - 8 || n > MAX_HEADER) {
                     throw FormatException("${file.name}: safetensors header length $n in a $size-byte file",
-                        "bad_header")
+                        "bad_header_length")
                 }
                 val header = ByteArray(n.toInt()).also { f.readFully(it) }
                 parse(String(header, Charsets.UTF_8), file.name)
@@ -51,29 +52,28 @@ data class MemoryHeader(
 
         /** [headerJson]: the safetensors JSON header (the bytes after the 8-byte length). */
         fun parse(headerJson: String, name: String): MemoryHeader {
-            val header = parseObject(headerJson, "$name header")
-            val meta = header.optJSONObject("__metadata__")
-                ?: throw FormatException("$name: no __metadata__; not a SPARTAN Edge memory", "missing_metadata")
-            val raw = meta.stringOrNull(KEY, name)
-                ?: throw FormatException("$name: no '$KEY' header; not a SPARTAN Edge memory", "missing_metadata")
-            val m = parseObject(raw, "$name $KEY")
-            val fv = m.long("format_version", name, min = Long.MIN_VALUE)
-            if (fv != FORMAT_VERSION) {
-                throw FormatException("$name: memory format_version $fv; this SDK reads $FORMAT_VERSION",
-                    "format_version")
+            val header = parseObject(headerJson, "$name header", "header_not_json", "header_not_object")
+            val meta = if (header.has("__metadata__")) header.get("__metadata__") as? JSONObject
+                ?: throw FormatException("$name: __metadata__ is not an object", "metadata_not_object") else null
+            if (meta == null || !meta.has(KEY)) {
+                throw FormatException("$name: no '$KEY' metadata; not a SPARTAN Edge memory", "metadata_missing")
             }
+            val raw = meta.get(KEY) as? String
+                ?: throw FormatException("$name: __metadata__ is not an object of strings", "metadata_not_object")
+            val m = parseObject(raw, "$name $KEY", "metadata_not_json", "memory_metadata_not_object")
+            checkFormatVersion(m, FORMAT_VERSION, "$name $KEY")
             val isRegression = m.bool("is_regression", name)
             val labels = m.array("label_names", name).strings("$name label_names")
             val numOutputs = if (m.has("num_outputs")) m.int("num_outputs", name, min = 1)
             else if (isRegression) 1 else labels.size
-            if (!isRegression && numOutputs != labels.size) {
-                throw FormatException("$name: num_outputs $numOutputs but ${labels.size} label names", "inconsistent")
+            if (!isRegression && numOutputs != labels.size) {  // spartan_formats: label count == num_outputs
+                throw FormatException("$name: num_outputs $numOutputs but ${labels.size} label names", "bad_field")
             }
             if (isRegression && numOutputs != 1) {
-                throw FormatException("$name: a regression task has one output, not $numOutputs", "inconsistent")
+                throw FormatException("$name: a regression task has one output, not $numOutputs", "bad_field")
             }
             return MemoryHeader(Names.task(m.string("task", name), name),
-                Names.sha256(m.string("backbone_fingerprint", name), "$name backbone_fingerprint"), labels,
+                Names.fingerprint(m.string("backbone_fingerprint", name), "$name backbone_fingerprint"), labels,
                 isRegression, numOutputs)
         }
     }

@@ -60,7 +60,7 @@ class NativeEngine private constructor(private var handle: Long) : Engine {
             return NativeEngine(translate { nativeOpen(backboneJson, program.path, tokenizer.path) })
         }
 
-        override fun validateMemory(memory: File, backboneJson: String) {
+        override fun validateMemory(memory: File, backboneJson: String?) {
             ensureLoaded()
             translate { nativeValidateMemory(memory.path, backboneJson) }
         }

@@ -64,7 +64,7 @@ class SpartanEdge @JvmOverloads constructor(
     private val cache = Cache(cacheDir)
     private val downloader = Downloader(cache, options.connectTimeoutMs, options.readTimeoutMs, options.attempts)
     private val state: CacheState = cache.loadState()
-    private var manifest: Manifest? = null
+    private var catalog: Catalog? = null
     private var engine: Engine? = null
     private var engineFingerprint: String? = null
     private var activeMemory: String? = null
@@ -87,12 +87,12 @@ class SpartanEdge @JvmOverloads constructor(
         }
     }
 
-    // ---- manifest ---------------------------------------------------------------------------------------------
+    // ---- catalog ----------------------------------------------------------------------------------------------
 
-    /** Forget the manifest read by this instance, so the next call asks the server again (ETag: cheap). */
+    /** Forget the catalog read by this instance, so the next call asks the server again (ETag: cheap). */
     @Synchronized
     fun refresh() {
-        manifest = null
+        catalog = null
     }
 
     @Synchronized
@@ -102,25 +102,24 @@ class SpartanEdge @JvmOverloads constructor(
             return state.memories.values.filter { it.backboneFingerprint == fp && cache.has(it.sha256) }
                 .map { TaskInfo(it.task, it.version, it.labelNames, it.isRegression, cached = true) }
         }
-        return manifest().tasks.values.map {
+        return catalog().tasks.values.map {
             TaskInfo(it.task, it.version, it.labelNames, it.isRegression, cache.has(it.file.sha256))
         }
     }
 
-    private fun manifest(): Manifest {
-        manifest?.let { return it }
-        if (options.offline) throw NotCachedException("offline: no manifest")
-        val known = state.manifestText?.let { state.manifestEtag }  // revalidate only a manifest we still hold
+    private fun catalog(): Catalog {
+        catalog?.let { return it }
+        if (options.offline) throw NotCachedException("offline: no catalog")
+        val known = state.catalog?.let { state.catalogEtag }  // revalidate only a catalog we still hold
         val (status, body, etag) = downloader.getText(url("/manifest"), known)
-        val text = if (status == 304) state.manifestText!! else body
-        val m = Manifest.parse(text, options.target)
+        val c = if (status == 304) Catalog.parse(state.catalog!!, options.target) else Catalog.parse(body, options.target)
         if (status == 200) {
-            state.manifestText = body
-            state.manifestEtag = etag
+            state.catalog = c.json
+            state.catalogEtag = etag
             cache.saveState(state)
         }
-        manifest = m
-        return m
+        catalog = c
+        return c
     }
 
     // ---- backbone ---------------------------------------------------------------------------------------------
@@ -135,7 +134,7 @@ class SpartanEdge @JvmOverloads constructor(
             }
             return 0
         }
-        val bb = manifest().backbone ?: throw NotFoundException("the server has no backbone for ${options.target}")
+        val bb = catalog().backbone ?: throw NotFoundException("the server has no backbone for ${options.target}")
         val cur = state.backbone
         if (cur != null && cur.fingerprint == bb.fingerprint && cur.version == bb.version &&
             cur.files.all { cache.has(it.sha256) }) {
@@ -182,7 +181,7 @@ class SpartanEdge @JvmOverloads constructor(
             return (last ?: throw NotCachedException("no memory for task '$task' in the cache; run once online " +
                 "first")) to 0L
         }
-        val entry = manifest().tasks[task]
+        val entry = catalog().tasks[task]
         val fresh: CachedMemory
         val fetched: Long
         try {

@@ -12,7 +12,7 @@ import java.net.URL
 /** Downloads against the real server, directly and through a proxy that cuts or corrupts responses. */
 class DownloadTest {
     private fun sst2(): TaskMemory =
-        Manifest.parse(URL("${Fixtures.server}/manifest").readText(), "android").tasks.getValue("sst2")
+        Catalog.parse(URL("${Fixtures.server}/manifest").readText(), "android").tasks.getValue("sst2")
 
     @Test
     fun aPartialFileOnDiskIsResumedWithRange(@TempDir dir: File) {
@@ -81,9 +81,9 @@ class DownloadTest {
 
     @Test
     fun httpErrorsCarryTheServersMessage(@TempDir dir: File) {
+        val server = Fixtures.server
         val e = assertFailsWith<NetworkException> {
-            Downloader(Cache(dir)).fetch(URL("${Fixtures.server}/memories/nosuchtask?target=android"), "0".repeat(64),
-                10)
+            Downloader(Cache(dir)).fetch(URL("$server/memories/nosuchtask?target=android"), "0".repeat(64), 10)
         }
         assertEquals(404, e.httpStatus)
         assertTrue("unknown task 'nosuchtask'" in e.message!!, e.message)

@@ -4,8 +4,8 @@ A tiny random BERT with the real WordPiece vocabulary is exported for Android (a
 few seconds), published to demo_server under gunicorn, and the Python reference client (apps.client) predicts a few
 texts. `apps/android/build.sh test` then compiles the SDK and its JUnit 5 tests with kotlinc and runs them with the
 server URL and those expected predictions (tests/.../AndroidFixtures.kt reads them); this test asserts the JUnit
-report. Engine tests need the native runtime (apps/native) and its JNI glue; without them JUnit skips them, and the
-`native` case below says so.
+report. The engine tests need the native runtime (apps/native, built here through tests/native_support.py when
+cmake/g++ are installed) and its JNI glue (built by build.sh); with the native runtime built, none may be skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edge_support import REPO, TOKEN, ServerProcess, publish
+from native_support import build as build_native
+from native_support import missing_tools as native_tools_missing
 
 pytestmark = pytest.mark.slow  # two kotlinc compiles (~30-70 s on two busy cores) + an export
 
@@ -49,6 +51,8 @@ def android_fixtures(tiny_bert, tmp_path_factory):
     from apps.client import EdgeClient
     from mobile_export import export_bundle
 
+    if not native_tools_missing():
+        build_native()  # incremental; the JNI library and the engine tests need it
     root = tmp_path_factory.mktemp("android")
     arts = [make_artifact(tiny_bert, root / name, name, seed=i + 1) for i, name in enumerate(TASKS)]
     dist = root / "dist"

@@ -43,7 +43,7 @@ class MemoryFile:
 
     def inputs_fp32(self) -> list[np.ndarray]:
         """The five tensors in program input order as contiguous float32 (the programs' input dtype)."""
-        return [np.ascontiguousarray(self.array(n), dtype=np.float32) for n in MEMORY_TENSORS]
+        return [np.array(self.array(n), dtype=np.float32, order="C", copy=True) for n in MEMORY_TENSORS]
 
 
 def read_metadata(meta_raw: Any) -> dict:

@@ -54,10 +54,10 @@ class SafetensorsFile:
 def parse(data: bytes | memoryview) -> SafetensorsFile:
     data = memoryview(data)
     if len(data) < 8:
-        raise FormatError("truncated", f"file is {len(data)} bytes, shorter than the 8-byte header length")
+        raise FormatError("truncated", f"not a safetensors file: {len(data)} bytes, shorter than the 8-byte header length")
     (n,) = struct.unpack("<Q", data[:8])
     if n == 0 or n > MAX_HEADER_BYTES or n > len(data) - 8:
-        raise FormatError("bad_header_length", f"header length {n} does not fit a {len(data)}-byte file "
+        raise FormatError("bad_header_length", f"not a safetensors file (corrupt or truncated): header length {n} does not fit a {len(data)}-byte file "
                                                f"(limit {MAX_HEADER_BYTES})")
     header = parse_json(bytes(data[8:8 + n]), "safetensors header", code="header_not_json")
     if not isinstance(header, dict):
@@ -77,7 +77,7 @@ def parse(data: bytes | memoryview) -> SafetensorsFile:
                                                   "(tensors must tile the payload without gaps or overlaps)")
         pos = end
     if pos > len(payload):
-        raise FormatError("truncated", f"tensors need {pos} payload bytes, the file has {len(payload)}")
+        raise FormatError("truncated", f"file is truncated: tensors need {pos} payload bytes, it has {len(payload)}")
     if pos != len(payload):
         raise FormatError("trailing_bytes", f"{len(payload) - pos} bytes after the last tensor")
     return SafetensorsFile(meta, tensors, payload)

@@ -72,7 +72,13 @@ def test_cached_run_and_offline(good_cache, server, tmp_path):
     rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "sst2")
     assert rc == 0 and out[0]["logits"] == a["logits"] and out[0]["bytes_fetched"] == 0
     rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "mnli")
-    assert rc == 1 and "no memory for task 'mnli' in the cache" in err
+    assert rc == 1 and "no memory for task 'mnli' in the cache (cached: rte, sst2)" in err
+    rc, out, err = run_cli("good movie", "--server", server.url, "--cache", c2, "--task", "mnli")
+    last = err.strip().splitlines()[-1]
+    assert rc == 1 and last == "error: the server has no task 'mnli' for android; it has: rte, sst2"
+    r = subprocess.run([sys.executable, "-m", "apps.client", "a good movie", "--offline", "--cache", str(c2), "--task",
+                        "sst2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == "text: 'a good movie'"  # says what it classified
     rc, out, err = run_cli("good movie", "--offline", "--cache", tmp_path / "empty", "--task", "sst2")
     assert rc == 1 and "no backbone" in err
 
@@ -95,7 +101,7 @@ def test_resume_after_cut_connection(server, dist, tmp_path):
     proxy = CuttingProxy(server.port, after=5000, cuts=1)  # the first file download drops after 5000 bytes
     try:
         client = EdgeClient(proxy.url, tmp_path / "c")
-        client.manifest()  # goes through the proxy too: let its one cut hit the program download instead
+        client.catalog()  # goes through the proxy too: let its one cut hit the program download instead
         proxy.cuts = 1
         p = client.predict("sst2", "bad movie")
     finally:

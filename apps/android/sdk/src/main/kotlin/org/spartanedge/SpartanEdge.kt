@@ -65,6 +65,8 @@ class SpartanEdge @JvmOverloads constructor(
     private val downloader = Downloader(cache, options.connectTimeoutMs, options.readTimeoutMs, options.attempts)
     private val state: CacheState = cache.loadState()
     private var catalog: Catalog? = null
+    private var catalogError: SpartanEdgeException? = null
+    private val verified = mutableSetOf<String>()  // sha256s re-hashed by this instance
     private var engine: Engine? = null
     private var engineFingerprint: String? = null
     private var activeMemory: String? = null
@@ -93,33 +95,77 @@ class SpartanEdge @JvmOverloads constructor(
     @Synchronized
     fun refresh() {
         catalog = null
+        catalogError = null
     }
 
+    /**
+     * The server's tasks (online), or the cached ones (offline). Online with no usable catalog (server down, an
+     * answer that is not a valid catalog) it throws that problem: the app decides whether to show cached tasks.
+     */
     @Synchronized
     fun tasks(): List<TaskInfo> {
-        if (options.offline) {
+        val cat = catalog()
+        if (cat == null) {
+            if (!options.offline) throw catalogError!!
             val fp = state.backbone?.fingerprint ?: return emptyList()
             return state.memories.values.filter { it.backboneFingerprint == fp && cache.has(it.sha256) }
                 .map { TaskInfo(it.task, it.version, it.labelNames, it.isRegression, cached = true) }
         }
-        return catalog().tasks.values.map {
+        return cat.tasks.values.map {
             TaskInfo(it.task, it.version, it.labelNames, it.isRegression, cache.has(it.file.sha256))
         }
     }
 
-    private fun catalog(): Catalog {
+    /**
+     * The server's catalog, or null when it cannot be had (offline, unreachable, HTTP error, not a valid catalog):
+     * the client then runs from its verified cache with a warning, as apps/client does; [catalogError] says why.
+     */
+    private fun catalog(): Catalog? {
         catalog?.let { return it }
-        if (options.offline) throw NotCachedException("offline: no catalog")
-        val known = state.catalog?.let { state.catalogEtag }  // revalidate only a catalog we still hold
-        val (status, body, etag) = downloader.getText(url("/manifest"), known)
-        val c = if (status == 304) Catalog.parse(state.catalog!!, options.target) else Catalog.parse(body, options.target)
-        if (status == 200) {
-            state.catalog = c.json
-            state.catalogEtag = etag
-            cache.saveState(state)
+        if (catalogError != null) return null
+        if (options.offline) {
+            catalogError = NotCachedException("offline")
+            return null
         }
-        catalog = c
-        return c
+        val known = state.catalog?.let { state.catalogEtag }  // revalidate only a catalog we still hold
+        try {
+            val (status, body, etag) = downloader.getText(url("/manifest"), known)
+            val c = if (status == 304) Catalog.parse(state.catalog!!, options.target)
+            else Catalog.parse(body, options.target)
+            if (status == 200) {
+                state.catalog = c.json
+                state.catalogEtag = etag
+                cache.saveState(state)
+            }
+            catalog = c
+            return c
+        } catch (e: FormatException) {
+            catalogError = FormatException("$server/manifest is not a valid catalog (${e.message})", e.code)
+        } catch (e: NetworkException) {
+            catalogError = e
+        }
+        return null
+    }
+
+    private fun problem(): String = catalogError?.message ?: "no catalog"
+
+    // ---- files ------------------------------------------------------------------------------------------------
+
+    /**
+     * A verified copy of one file in the cache: the cached one is re-hashed (once per instance); only a missing or
+     * corrupt file is fetched, and only that file. [url] = null: no server to fetch from now. Returns bytes fetched.
+     */
+    private fun ensureFile(sha256: String, size: Long, url: String?, progress: ProgressListener? = null,
+                           base: Long = 0, total: Long = size): Long {
+        if (sha256 in verified || cache.verified(sha256)) {
+            verified.add(sha256)
+            return 0
+        }
+        url ?: throw IntegrityException("cached file ${sha256.take(16)}… is missing or corrupt and there is no " +
+            "server to re-fetch it from (${problem()})")
+        val n = downloader.fetch(url(url), sha256, size, progress, base, total).bytesFetched
+        verified.add(sha256)
+        return n
     }
 
     // ---- backbone ---------------------------------------------------------------------------------------------
@@ -128,25 +174,30 @@ class SpartanEdge @JvmOverloads constructor(
     @Synchronized
     @JvmOverloads
     fun ensureBackbone(onProgress: ProgressListener? = null): Long {
-        if (options.offline) {
-            if (state.backbone == null) {
-                throw NotCachedException("no backbone for ${options.target} in the cache; run once online first")
+        val cur = state.backbone?.takeIf { it.target == options.target }
+        val cat = catalog()
+        if (cat == null) {
+            if (cur == null) {
+                if (options.offline) {
+                    throw NotCachedException("no backbone for ${options.target} in the cache; run once online first")
+                }
+                throw catalogError!!
             }
-            return 0
-        }
-        val bb = catalog().backbone ?: throw NotFoundException("the server has no backbone for ${options.target}")
-        val cur = state.backbone
-        if (cur != null && cur.fingerprint == bb.fingerprint && cur.version == bb.version &&
-            cur.files.all { cache.has(it.sha256) }) {
+            if (!options.offline) {
+                note("${problem()}; using the cached backbone ${cur.fingerprint.take(16)}… (version ${cur.version}) " +
+                    "and cached memories")
+            }
+            for (f in cur.files) ensureFile(f.sha256, f.bytes, null)  // corrupt and unfetchable: say so, don't run
             onProgress?.onProgress(1, 1)
             return 0
         }
+        val bb = cat.backbone ?: throw NotFoundException("the server has no backbone for ${options.target}")
         val total = bb.files.sumOf { it.bytes }
         var done = 0L
         var fetched = 0L
         try {
             for (f in bb.files) {
-                fetched += downloader.fetch(url(f.url), f.sha256, f.bytes, onProgress, done, total).bytesFetched
+                fetched += ensureFile(f.sha256, f.bytes, f.url, onProgress, done, total)
                 done += f.bytes
                 onProgress?.onProgress(done, total)
             }
@@ -155,8 +206,10 @@ class SpartanEdge @JvmOverloads constructor(
             note("${e.message}; keeping the cached backbone ${cur.fingerprint.take(16)}… (version ${cur.version})")
             return fetched
         }
-        state.backbone = bb
-        cache.saveState(state)
+        if (cur == null || cur.json.toString() != bb.json.toString()) {
+            state.backbone = bb
+            cache.saveState(state)
+        }
         return fetched
     }
 
@@ -174,46 +227,68 @@ class SpartanEdge @JvmOverloads constructor(
         return n + ensureMemory(task).second
     }
 
+    /** Refused downloads and fallbacks of the last call (also in [Classification.warnings]). */
+    @Synchronized
+    fun warnings(): List<String> = notes.toList()
+
     private fun ensureMemory(task: String): Pair<CachedMemory, Long> {
         val bb = backbone()
         val last = state.memories[task]?.takeIf { it.backboneFingerprint == bb.fingerprint }
-        if (options.offline) {
-            return (last ?: throw NotCachedException("no memory for task '$task' in the cache; run once online " +
-                "first")) to 0L
+        val cat = catalog()
+        if (cat == null) {
+            if (last == null) {
+                val cached = state.memories.keys.joinToString().ifEmpty { "none" }
+                if (options.offline) {
+                    throw NotCachedException("no memory for task '$task' in the cache (cached: $cached); run once " +
+                        "online first")
+                }
+                throw catalogError!!
+            }
+            ensureFile(last.sha256, 0, null)
+            return last to 0L
         }
-        val entry = catalog().tasks[task]
+        val entry = cat.tasks[task]
         val fresh: CachedMemory
         val fetched: Long
         try {
-            if (entry == null) throw NotFoundException("the server has no task '$task' for ${options.target}")
-            if (last != null && last.sha256 == entry.file.sha256 && cache.has(last.sha256)) return last to 0L
+            if (entry == null) {
+                val have = cat.tasks.keys.sorted().joinToString().ifEmpty { "no tasks yet (publish an export first)" }
+                throw NotFoundException("the server has no task '$task' for ${options.target}; it has: $have")
+            }
             if (entry.backboneFingerprint != bb.fingerprint) {
                 throw MismatchException("the server's memory for '$task' (version ${entry.version}) is for backbone " +
                     "${entry.backboneFingerprint.take(16)}…, the cached backbone is ${bb.fingerprint.take(16)}…; " +
                     "refused", "fingerprint_mismatch")
             }
+            if (last != null && last.sha256 == entry.file.sha256) {
+                ensureFile(last.sha256, entry.file.bytes, entry.file.url)  // re-fetched alone if it rotted
+                return last to 0L
+            }
             val sep = if ('?' in entry.file.url) '&' else '?'
-            val got = downloader.fetch(url("${entry.file.url}${sep}backbone=${bb.fingerprint}"), entry.file.sha256,
-                entry.file.bytes)
+            fetched = ensureFile(entry.file.sha256, entry.file.bytes, "${entry.file.url}${sep}backbone=${bb.fingerprint}")
+            val file = cache.blob(entry.file.sha256)
             val header = try {
-                MemoryHeader.read(got.file).also {
+                MemoryHeader.read(file).also {
                     it.requireFor(task, bb.fingerprint)
-                    engines?.validateMemory(got.file, bb.json.toString())
+                    engines?.validateMemory(file, bb.json.toString())
                 }
             } catch (e: SpartanEdgeException) {
-                got.file.delete()  // verified bytes, but not a memory this backbone can use: never the last good copy
+                file.delete()  // verified bytes, but not a memory this backbone can use: never the last good copy
+                verified.remove(entry.file.sha256)
                 throw e
             }
             fresh = CachedMemory(task, entry.version, entry.file.sha256, bb.fingerprint, header.labelNames,
                 header.isRegression, header.numOutputs)
-            fetched = got.bytesFetched
         } catch (e: SpartanEdgeException) {
             if (last == null) throw e
             note("${e.message}; using the last good memory for '$task' (version ${last.version})")
+            ensureFile(last.sha256, 0, null)
             return last to 0L
         }
-        state.memories[task] = fresh
-        cache.saveState(state)
+        if (last != fresh) {
+            state.memories[task] = fresh
+            cache.saveState(state)
+        }
         return fresh to fetched
     }
 
@@ -227,9 +302,6 @@ class SpartanEdge @JvmOverloads constructor(
         var fetched = ensureBackbone()
         val (mem, n) = ensureMemory(task)
         fetched += n
-        if (!cache.verified(mem.sha256)) {
-            throw IntegrityException("cached memory for '$task' is missing or corrupt; run online to re-fetch")
-        }
         val eng = loadEngine()
         if (activeMemory != mem.sha256) {
             eng.loadMemory(cache.blob(mem.sha256))  // only the memory changes; the program stays loaded
@@ -256,11 +328,7 @@ class SpartanEdge @JvmOverloads constructor(
         val bb = backbone()
         engine?.let { if (engineFingerprint == bb.fingerprint) return it }
         val factory = engines ?: throw EngineException("this SpartanEdge was made without an engine", "argument")
-        for (f in listOf(bb.program, bb.tokenizer)) {
-            if (!cache.verified(f.sha256)) {
-                throw IntegrityException("cached backbone file ${f.path} is missing or corrupt; run online to re-fetch")
-            }
-        }
+        for (f in listOf(bb.program, bb.tokenizer)) ensureFile(f.sha256, f.bytes, f.url.takeIf { catalog != null })
         close()
         val e = factory.open(bb.json.toString(), cache.blob(bb.program.sha256), cache.blob(bb.tokenizer.sha256))
         engine = e

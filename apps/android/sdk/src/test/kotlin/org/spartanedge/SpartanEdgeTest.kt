@@ -48,16 +48,37 @@ class SpartanEdgeTest {
     }
 
     @Test
-    fun aCachedFileThatRotsIsRefusedThenFetchedAgain(@TempDir dir: File) {
-        val edge = SpartanEdge(dir, Fixtures.server, engines = null)
-        edge.ensureTask("sst2")
+    fun aCachedFileThatRotsIsFetchedAgainAlone(@TempDir dir: File) {
+        SpartanEdge(dir, Fixtures.server, engines = null).ensureTask("sst2")
         val sha = Cache.sha256Of(Fixtures.memoryFile("sst2"))
         val blob = File(dir, "blobs/$sha")
-        blob.writeBytes(blob.readBytes().also { it[it.size - 1] = (it[it.size - 1] + 1).toByte() })
-        val e = assertFailsWith<IntegrityException> { edge.classify("sst2", "text") }
-        assertTrue("cached memory for 'sst2' is missing or corrupt" in e.message!!, e.message)
-        assertEquals(Fixtures.memoryBytes("sst2"), edge.ensureTask("sst2"))  // the bad copy was dropped
+        fun rot() = blob.writeBytes(blob.readBytes().also { it[it.size - 1] = (it[it.size - 1] + 1).toByte() })
+        rot()
+        // Offline there is no server to re-fetch from: a clear refusal, never a run on rotten bytes.
+        val offline = SpartanEdge(dir, null, Options(offline = true), engines = null)
+        val e = assertFailsWith<IntegrityException> { offline.ensureTask("sst2") }
+        assertTrue("missing or corrupt and there is no server" in e.message!!, e.message)
+        // Online, only that file is fetched again (the backbone is re-hashed, not re-downloaded).
+        assertEquals(Fixtures.memoryBytes("sst2"), SpartanEdge(dir, Fixtures.server, engines = null).ensureTask("sst2"))
         assertEquals(sha, Cache.sha256Of(blob))
+    }
+
+    @Test
+    fun aServerThatIsDownOrAnswersGarbageFallsBackToTheCache(@TempDir dir: File) {
+        SpartanEdge(dir, Fixtures.server, engines = null).ensureTask("rte")
+        val down = SpartanEdge(dir, "http://127.0.0.1:1", engines = null)
+        assertEquals(0, down.ensureTask("rte"))
+        assertTrue(down.warnings().single().startsWith("cannot reach"), down.warnings().toString())
+        assertFailsWith<NetworkException> { down.ensureTask("sst2") }  // not cached: the problem itself
+        val stateFile = File(dir, "state.json")  // forget the ETag, so the server sends the catalog (not a 304)
+        stateFile.writeText(JSONObject(stateFile.readText()).put("catalog_etag", JSONObject.NULL).toString())
+        FaultProxy(Fixtures.port) { line ->
+            if (line.startsWith("GET /manifest")) FaultProxy.Fault.FlipByte(0) else FaultProxy.Fault.Pass
+        }.use { proxy ->
+            val garbage = SpartanEdge(dir, proxy.url, engines = null)
+            assertEquals(0, garbage.ensureTask("rte"))
+            assertTrue("is not a valid catalog" in garbage.warnings().single(), garbage.warnings().toString())
+        }
     }
 
     @Test

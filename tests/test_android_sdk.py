@@ -44,8 +44,8 @@ def android_fixtures(tiny_bert, tmp_path_factory):
     """Export + server + the reference client's predictions, written where the JUnit tests read them."""
     if _missing_tools():
         pytest.skip(f"Kotlin/JUnit toolchain missing ({', '.join(_missing_tools())}); run scripts/system_deps.sh")
-    from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
     from test_export import make_artifact
 
     from apps.client import EdgeClient

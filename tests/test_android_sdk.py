@@ -109,10 +109,12 @@ def junit_report(folder: Path) -> dict:
 
 def test_kotlin_sdk_junit(android_fixtures):
     env = {**os.environ, "SPARTAN_EDGE_TEST_FIXTURES": str(android_fixtures)}
+    reports = REPO / "apps" / "android" / "build" / "test-results"
+    shutil.rmtree(reports, ignore_errors=True)  # a failed build must not leave an old report to be read
     r = subprocess.run(["bash", "apps/android/build.sh", "test"], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=900)
     out = r.stdout[-6000:] + r.stderr[-6000:]
-    cases = junit_report(REPO / "apps" / "android" / "build" / "test-results")
+    cases = junit_report(reports)
     assert cases, "no JUnit report\n" + out
     bad = {k: v for k, v in cases.items() if v in ("failure", "error")}
     assert not bad and r.returncode == 0, f"{bad}\n{out}"

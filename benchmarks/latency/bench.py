@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mobile_export import android
+from spartan_formats.memory import MEMORY_TENSORS
 
 from .variants import MAX_LABELS, Variant
 
@@ -165,7 +166,7 @@ def task_switch(program: Program, seq: int, vocab: int, repeats: int = 5) -> dic
 
     ids, mask = token_inputs(program.batch, seq, vocab, seed=2)
     loads, firsts = [], []
-    names = ("P", "K", "Vt", "head_weight", "head_bias")
+    names = MEMORY_TENSORS
     with tempfile.TemporaryDirectory() as d:
         if program.variant.method in ("spartan", "bare"):
             files = []

@@ -16,6 +16,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
 import requests
+from conftest import DEPLOYMENTS, deployed_server
 from edge_support import (
     FP,
     MAX_LABELS,
@@ -36,6 +37,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     return make_dist(tmp_path_factory.mktemp("dist"), targets=("android",))
+
+
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def server(request, tmp_path_factory, dist):
+    """Each attack against SQLite, PostgreSQL and two instances behind nginx (conftest.DEPLOYMENTS)."""
+    yield from deployed_server(request, tmp_path_factory, dist)
 
 
 def upload(url, task, data, target="android"):

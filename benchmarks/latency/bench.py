@@ -145,9 +145,9 @@ def time_config(programs: list[Program], eager: list[Variant], batch: int, seq: 
 
 
 def peak_rss(program: Program, seq: int, threads: int) -> dict:
-    """Peak resident memory of a fresh process that loads the program and runs it (apps.latency.rss)."""
+    """Peak resident memory of a fresh process that loads the program and runs it (benchmarks.latency.rss)."""
     shapes = [list(t.shape) for t in program.variant.inputs]
-    cmd = [sys.executable, "-m", "apps.latency.rss", str(program.path), "--seq", str(seq), "--batch",
+    cmd = [sys.executable, "-m", "benchmarks.latency.rss", str(program.path), "--seq", str(seq), "--batch",
            str(program.batch), "--threads", str(threads), "--shapes", json.dumps(shapes)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                           os.environ.get("PYTHONPATH", "")])}

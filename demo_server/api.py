@@ -90,7 +90,7 @@ def healthz():
 
 
 @bp.get("/manifest")
-def manifest():
+def catalog():
     """The catalog (spartan_formats.catalog): the latest backbone per target and every task's latest memory per
     target, every URL pinned to its version."""
     conn = get_db()

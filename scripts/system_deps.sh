@@ -12,6 +12,8 @@ debian=(
   junit5 libandroid-json-java
   # demo_server scale-out: PostgreSQL registry, nginx file offload, a real browser for the console test
   postgresql nginx chromium chromium-driver
+  # benchmarks/server_load.py --driver wrk: a C load generator (the Python clients eat the shared cores)
+  wrk
 )
 missing=()
 for p in "${debian[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

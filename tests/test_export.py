@@ -18,7 +18,7 @@ import torch
 
 from mobile_export import bundle as bundle_mod
 from mobile_export import export_bundle, read_memory
-from mobile_export.memory import memory_header, memory_shape, task_tensors, write_memory
+from mobile_export.memory import memory_header, memory_shape, memory_tensors, write_memory
 from mobile_export.model import INPUT_NAMES
 from pipeline import TaskModel, TaskSpec, UserError, save_task
 from pipeline.artifact import DEFAULT_BACKBONE_ID
@@ -63,6 +63,7 @@ def tiny_dist(tiny_tasks, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_layout_and_manifest(tiny_dist):
     m = json.loads((tiny_dist / "manifest.json").read_text())
     assert m["format_version"] == 1 and set(m["targets"]) == {"android", "ios"} and set(m["tasks"]) == {"sst2", "rte"}
@@ -82,6 +83,20 @@ def test_layout_and_manifest(tiny_dist):
     assert not list(tiny_dist.parent.glob(".dist.partial-*"))
 
 
+@pytest.mark.slow
+def test_export_passes_the_format_readers(tiny_dist):
+    """What the exporter writes is what spartan_formats (and so the server and devices) accept."""
+    from spartan_formats.dist_manifest import backbone_description, load_dist_manifest
+    from spartan_formats.memory import read_memory_file
+
+    m = load_dist_manifest(tiny_dist)
+    for target in m["targets"]:
+        bb = backbone_description(m, target)
+        for name, task in m["tasks"].items():
+            read_memory_file(tiny_dist / task["files"][target]["path"], backbone=bb, task=name)
+
+
+@pytest.mark.slow
 def test_memory_file_is_self_describing_with_numpy_only(tiny_dist):
     from safetensors import safe_open
 
@@ -99,6 +114,7 @@ def test_memory_file_is_self_describing_with_numpy_only(tiny_dist):
     assert not arrays["head_weight"][2:].any()  # zero padding beyond the task's outputs
 
 
+@pytest.mark.slow
 def test_ios_package_spec(tiny_dist, tmp_path):
     import zipfile
 
@@ -117,6 +133,7 @@ def test_ios_package_spec(tiny_dist, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML prediction needs macOS (no Core ML runtime on Linux)")
+@pytest.mark.slow
 def test_ios_parity_on_macos(tiny_dist, tiny_tasks, tmp_path):
     import zipfile
 
@@ -136,6 +153,7 @@ def test_ios_parity_on_macos(tiny_dist, tiny_tasks, tmp_path):
     np.testing.assert_allclose(got, want, atol=2e-2)  # fp16 compute
 
 
+@pytest.mark.slow
 def test_int8_program_with_fp16_memories_runs(tiny_tasks, tmp_path):
     from mobile_export.parity import load_android, run_android
 
@@ -227,12 +245,86 @@ def test_failed_export_leaves_nothing(tiny_tasks, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_unknown_target_and_exit_code(tiny_tasks, tmp_path):
     cmd = [sys.executable, "-m", "pipeline.export", "--target", "windows", "--memories", str(tiny_tasks["a"]),
            "--out", str(tmp_path / "dist")]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: unknown target 'windows'")
     assert not (tmp_path / "dist").exists()
+
+
+# ---------------------------------------------------------------- adding a task to an existing export (--into)
+
+def _bytes_of(dist: Path) -> dict[str, bytes]:
+    return {p.relative_to(dist).as_posix(): p.read_bytes() for p in sorted(dist.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_add_task_into_existing_export_leaves_the_program_alone(tiny_bert, tiny_tasks, tmp_path):
+    import time
+
+    from mobile_export.parity import load_android, run_android
+    from pipeline import load_task
+
+    dist = tmp_path / "dist"
+    export_bundle([tiny_tasks["a"]], dist, "android", max_seq_length=32, quiet=True)
+    before = _bytes_of(dist)
+    new = make_artifact(tiny_bert, tmp_path / "new", "mytask", seed=5)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "pipeline.export", "--target", "android", "--memories", str(new),
+                        "--into", str(dist)], cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert seconds < 20, f"adding a task took {seconds:.1f} s"
+    after = _bytes_of(dist)
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"manifest.json"}  # program, tokenizer and the old memory byte for byte
+    assert set(after) - set(before) == {"android/memories/mytask.safetensors"}
+    m = json.loads(after["manifest.json"])
+    assert set(m["tasks"]) == {"sst2", "mytask"}
+    entry = m["tasks"]["mytask"]["files"]["android"]
+    assert entry["sha256"] == bundle_mod.sha256_file(dist / entry["path"]) and entry["dtype"] == "fp32"
+    assert (dist / entry["path"]).stat().st_mode & 0o777 == 0o644
+    # the new task runs in the unchanged program and matches its eager model
+    model, tok, _ = load_task(new)
+    enc = dict(tok("a gentle and moving film", return_tensors="pt"))
+    memory, _ = read_memory(dist / entry["path"])
+    got = run_android(load_android(dist), enc, memory, 2)
+    with torch.no_grad():
+        want = model(**enc).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_add_task_refusals_change_nothing(tiny_bert, tiny_backbones, tiny_tasks, tmp_path):
+    from mobile_export.bundle import add_memories
+
+    dist = tmp_path / "dist"
+    export_bundle([tiny_tasks["a"]], dist, "android", max_seq_length=32, quiet=True)
+    before = _bytes_of(dist)
+    cases = [
+        ([tiny_tasks["a"]], "already in this bundle"),
+        ([make_artifact(tiny_backbones["roberta"], tmp_path / "rob", "rte")], "another backbone"),
+        ([make_artifact(tiny_bert, tmp_path / "small", "rte", num_parents=4, top_k=2)], "memory shape"),
+        ([make_artifact(tiny_bert, tmp_path / "probe", "rte", method="probe")], "only spartan"),
+    ]
+    for memories, match in cases:
+        with pytest.raises(UserError, match=match):
+            add_memories(dist, memories, quiet=True)
+        assert _bytes_of(dist) == before
+    with pytest.raises(UserError, match="no manifest.json"):
+        add_memories(tmp_path / "nowhere", [tiny_tasks["b"]], quiet=True)
+
+
+@pytest.mark.slow
+def test_memory_file_holds_the_artifact_tensors_unchanged(tiny_tasks, tiny_dist):
+    from pipeline.artifact import read_tensors
+
+    memory, header = read_memory(tiny_dist / "android" / "memories" / "sst2.safetensors")
+    art = read_tensors(tiny_tasks["a"])
+    assert torch.equal(memory["P"][1], art["delta.1.P"]) and torch.equal(memory["Vt"][0], art["delta.0.Vt"])
+    assert torch.equal(memory["head_weight"][:2], art["head.weight"]) and header["max_labels"] == 8
 
 
 # ---------------------------------------------------------------- real MiniLM: parity in the ExecuTorch runtime
@@ -253,18 +345,21 @@ def real_dist(real_tasks, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_memory_file_sizes(real_dist, real_tasks):
-    from pipeline import load_task
+    from pipeline.artifact import read_metadata, read_tensors
 
     m = json.loads((real_dist / "manifest.json").read_text())
     assert m["tasks"]["sst2"]["files"]["android"]["bytes"] <= 1_100_000
-    model, _, meta = load_task(real_tasks["sst2"])
-    header = memory_header(meta, memory_shape(model, meta), 8, "fp16")
-    fp16 = write_memory(real_dist.parent / "sst2-fp16.safetensors", task_tensors(model, 8), header)
+    meta = read_metadata(real_tasks["sst2"])
+    header = memory_header(meta, memory_shape(meta), 8, "fp16")
+    fp16 = write_memory(real_dist.parent / "sst2-fp16.safetensors",
+                        memory_tensors(read_tensors(real_tasks["sst2"]), meta, 8), header)
     assert fp16.stat().st_size <= 600_000
 
 
 @pytest.mark.skipif(not (GLUE / "RTE" / "dev.tsv").is_file(), reason="needs ../shared/data/glue")
+@pytest.mark.slow
 def test_parity_and_memory_swap_on_one_program(real_dist, real_tasks):
     from transformers import AutoTokenizer
 

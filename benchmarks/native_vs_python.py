@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # apps.client from this checkout
 BIN = REPO / "apps" / "native" / "build" / "spartan-edge"
 GOOD = 2204  # "good": one WordPiece token, so a text of S-2 "good"s is S ids (the native bench does the same)
 

@@ -284,7 +284,7 @@ def real(tmp_path_factory, native) -> dict:
 
 
 def sst2_dev() -> list[str]:
-    with open(REPO / "data" / "glue" / "sst2" / "dev.tsv", encoding="utf-8", newline="") as f:
+    with open(REPO / "data" / "glue" / "SST-2" / "dev.tsv", encoding="utf-8", newline="") as f:
         r = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [row[0] for row in r[1:] if row]
 

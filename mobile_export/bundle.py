@@ -24,10 +24,12 @@ from pipeline.backbone import fingerprint, load_backbone
 from pipeline.errors import UserError
 
 from . import android, ios
-from .memory import DTYPES, memory_header, memory_shape, task_tensors, write_memory
-from .model import EdgeModel, MemoryShape
+from .memory import DEFAULTS_FILE, DTYPES, memory_header, memory_shape, task_tensors, write_defaults, write_memory
+from .model import EdgeModel, MemoryShape, layernorm_names
 
-MANIFEST_VERSION = 1
+# 2: the program also takes the backbone's LayerNorms and an MLP head as inputs (inputs marked "default" come from
+# the target's defaults.safetensors when a memory file lacks them)
+MANIFEST_VERSION = 2
 TARGETS = ("android", "ios")
 PROGRAM_FILES = {"android": "backbone.pte", "ios": "backbone.mlpackage.zip"}
 DEFAULT_MAX_LABELS = 8
@@ -72,13 +74,9 @@ def check_artifacts(paths: list[str | Path]) -> list[tuple[Path, dict]]:
     for p in paths:
         path = artifact_path(p)
         meta = read_metadata(path)  # UserError for a missing or foreign file
-        name = meta["task"]["name"]
         if meta["method"] != "spartan":
             raise UserError(f"{path}: method {meta['method']!r} cannot be exported; only spartan memories plug into "
                             "the shared backbone program")
-        if meta["options"].get("train_layernorms"):
-            raise UserError(f"{path}: task {name} trained the backbone's LayerNorms, so it needs its own backbone; "
-                            "the shared-backbone export supports memories trained with frozen LayerNorms only")
         found.append((path, meta))
     first_path, first = found[0]
     names = [m["task"]["name"] for _, m in found]
@@ -153,7 +151,7 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         model = EdgeModel(backbone, shape, tokenizer.sep_token_id
-                          if "token_type_ids" in tokenizer.model_input_names else None)
+                          if "token_type_ids" in tokenizer.model_input_names else None, recipe=True)
         ep = android.export_program(model, max_labels, max_seq_length, quantize) if "android" in targets else None
         progress("exported the graph (torch.export, dynamic sequence length)")
         manifest_targets = {}
@@ -170,14 +168,17 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
                 with model.coreml_ops():
                     ep_ios = android.export_program(model, max_labels, max_seq_length, None)
                 with tempfile.TemporaryDirectory() as d:
-                    ios.zip_package(ios.convert(ep_ios, Path(d) / "backbone.mlpackage"), program)
+                    ios.zip_package(ios.convert(ep_ios, Path(d) / "backbone.mlpackage", model.input_names), program)
                 inputs = ios.input_spec(android.input_spec(model, max_labels, max_seq_length))
             progress(f"{name}: wrote {program.name} ({program.stat().st_size / 1e6:.1f} MB)")
             tok_files = [Path(f) for f in tokenizer.save_pretrained(str(tdir))]
             tok_files = sorted(f for f in tok_files if f.is_file())
+            defaults = write_defaults(tdir / DEFAULTS_FILE, model.input_defaults(), layernorm_names(backbone))
             manifest_targets[name] = {
                 "program": program.relative_to(tmp).as_posix(),
-                "files": [file_entry(tmp, program)] + [file_entry(tmp, f) for f in tok_files],
+                "files": [file_entry(tmp, program), file_entry(tmp, defaults),
+                          *(file_entry(tmp, f) for f in tok_files)],
+                "defaults": defaults.relative_to(tmp).as_posix(),
                 "tokenizer": [f.relative_to(tmp).as_posix() for f in tok_files],
                 "inputs": inputs,
                 "outputs": ["logits"],
@@ -188,7 +189,7 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
         manifest_tasks = {}
         for t in tasks:
             tensors = task_tensors(t.model, max_labels)
-            header = memory_header(t.meta, shape, max_labels, memory_dtype)
+            header = memory_header(t.meta, shape, max_labels, memory_dtype, tensors)
             files = {}
             for name in targets:
                 path = write_memory(tmp / name / "memories" / f"{header['task']}.safetensors", tensors, header)
@@ -197,6 +198,8 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
             manifest_tasks[task["name"]] = {
                 "label_names": task["label_names"], "is_regression": task["is_regression"],
                 "num_outputs": header["num_outputs"], "metric": t.meta["metric"], "metrics": t.meta["metrics"],
+                "head": t.meta.get("head", "linear"),
+                "train_layernorms": bool(t.meta["options"].get("train_layernorms")),
                 "backbone_fingerprint": t.meta["backbone"]["fingerprint"], "files": files,
             }
         meta0 = tasks[0].meta
@@ -206,7 +209,7 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
                 "id": meta0["backbone"]["id"], "fingerprint": meta0["backbone"]["fingerprint"],
                 "model_type": meta0["backbone"].get("model_type"), "hidden_size": shape.hidden_size,
                 "num_layers": shape.num_layers, "memory_shape": shape.to_dict(), "max_seq_length": max_seq_length,
-                "max_labels": max_labels, "pooling": "mean",
+                "max_labels": max_labels, "pooling": "mean", "layernorms": layernorm_names(backbone),
                 "token_type_ids": "derived in the program from [SEP]" if model.sep_token_id is not None else None,
             },
             "targets": manifest_targets,

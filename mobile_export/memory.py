@@ -1,10 +1,16 @@
-"""Per-task memory files: the five tensors a backbone program needs for one task, self-described in the header.
+"""Per-task memory files: the tensors a backbone program needs for one task, self-described in the header.
 
-    P [L,E,H]  K [L,E*C,H]  Vt [L,H,E*C]  head_weight [max_labels,H]  head_bias [max_labels]
+    P [L,E,H]  K [L,E*C,H]  Vt [L,H,E*C]  head_weight [max_labels,H]  head_bias [max_labels]       (every task)
+    ln_weight [N_ln,H]  ln_bias [N_ln,H]                        (format_version 2: --train-layernorms tasks)
+    head_dense_weight [H,H]  head_dense_bias [H]  head_skip [1]  (format_version 2: --head mlp tasks)
 
 The head is zero-padded to the bundle's `max_labels` rows so one program (fixed input shapes) serves tasks with any
-number of outputs up to that; the device reads the first `num_outputs` logits. The header key
-"spartan_edge_memory" holds JSON (documented in docs/formats.md) that a server can check with numpy alone.
+number of outputs up to that; the device reads the first `num_outputs` logits. A plain task (linear head, frozen
+LayerNorms) writes exactly the five tensors of format_version 1, byte for byte as before; a program input the file
+lacks comes from the bundle's defaults file (`defaults.safetensors`, written once per target). A task with extra
+tensors is format_version 2, so a reader that only knows version 1 refuses it instead of running it without its
+LayerNorms or hidden layer. The header key "spartan_edge_memory" holds JSON (documented in docs/formats.md) that a
+server can check with numpy alone.
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ from safetensors.torch import save_file
 
 from pipeline.errors import UserError
 
-from .model import MEMORY_INPUTS, MemoryShape
+from .model import MEMORY_INPUTS, RECIPE_INPUTS, MemoryShape
 
-MEMORY_FORMAT_VERSION = 1
+MEMORY_FORMAT_VERSION = 1  # plain tasks
+RECIPE_FORMAT_VERSION = 2  # tasks with their own LayerNorms and/or an MLP head
+READS = (MEMORY_FORMAT_VERSION, RECIPE_FORMAT_VERSION)
 MEMORY_METADATA_KEY = "spartan_edge_memory"
+DEFAULTS_METADATA_KEY = "spartan_edge_defaults"
+DEFAULTS_FILE = "defaults.safetensors"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
@@ -33,26 +43,42 @@ def memory_shape(task_model, meta: dict) -> MemoryShape:
 
 
 def task_tensors(task_model, max_labels: int) -> dict[str, torch.Tensor]:
-    """Stack the per-layer memories and pad the head to `max_labels` rows (fp32)."""
+    """Stack the per-layer memories and pad the head to `max_labels` rows (fp32); with the task's own LayerNorms
+    (ln_weight/ln_bias, backbone module order) and MLP hidden layer (head_dense_*, head_skip 0) where it has them."""
     mems = list(task_model.delta)
-    w, b = task_model.head.weight.detach(), task_model.head.bias.detach()
+    mlp = getattr(task_model, "head_kind", "linear") == "mlp"
+    out = task_model.head.out_proj if mlp else task_model.head
+    w, b = out.weight.detach(), out.bias.detach()
     if w.shape[0] > max_labels:
         raise UserError(f"task {task_model.task.name} has {w.shape[0]} outputs; this export allows at most "
                         f"{max_labels} (raise --max-labels)")
     pad = max_labels - w.shape[0]
-    return {
+    tensors = {
         "P": torch.stack([m.P.detach() for m in mems]).float().contiguous(),
         "K": torch.stack([m.K.detach() for m in mems]).float().contiguous(),
         "Vt": torch.stack([m.Vt.detach() for m in mems]).float().contiguous(),
         "head_weight": torch.cat([w.float(), w.new_zeros(pad, w.shape[1])]).contiguous(),
         "head_bias": torch.cat([b.float(), b.new_zeros(pad)]).contiguous(),
     }
+    if task_model.options.get("train_layernorms"):
+        lns = [m for m in task_model.backbone.modules() if isinstance(m, torch.nn.LayerNorm)]
+        tensors["ln_weight"] = torch.stack([m.weight.detach() for m in lns]).float().contiguous()
+        tensors["ln_bias"] = torch.stack([m.bias.detach() for m in lns]).float().contiguous()
+    if mlp:
+        dense = task_model.head.dense
+        tensors["head_dense_weight"] = dense.weight.detach().float().contiguous()
+        tensors["head_dense_bias"] = dense.bias.detach().float().contiguous()
+        tensors["head_skip"] = torch.zeros(1)
+    return tensors
 
 
-def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str) -> dict:
+def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str,
+                  tensors: dict[str, torch.Tensor] | None = None) -> dict:
+    """The header JSON. Given the tensors, a task with recipe tensors gets format_version 2 and says which."""
     task = meta["task"]
-    return {
-        "format_version": MEMORY_FORMAT_VERSION,
+    recipe = sorted(n for n in (tensors or {}) if n in RECIPE_INPUTS)
+    header = {
+        "format_version": RECIPE_FORMAT_VERSION if recipe else MEMORY_FORMAT_VERSION,
         "task": task["name"],
         "label_names": task["label_names"],
         "is_regression": task["is_regression"],
@@ -63,18 +89,51 @@ def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str) -
         "memory_shape": shape.to_dict(),
         "dtype": dtype,
     }
+    if recipe:
+        header["head"] = meta.get("head", "linear")
+        header["train_layernorms"] = "ln_weight" in recipe
+        header["tensors"] = [*MEMORY_INPUTS, *(n for n in RECIPE_INPUTS if n in recipe)]
+    return header
 
 
 def write_memory(path: Path, tensors: dict[str, torch.Tensor], header: dict) -> Path:
     dtype = DTYPES[header["dtype"]]
-    save_file({k: tensors[k].to(dtype).contiguous() for k in MEMORY_INPUTS}, str(path),
+    names = header.get("tensors", MEMORY_INPUTS)
+    save_file({k: tensors[k].to(dtype).contiguous() for k in names}, str(path),
               metadata={MEMORY_METADATA_KEY: json.dumps(header, sort_keys=True)})
     return path
 
 
 def read_memory(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(fp32 tensors in program input order, header). For tests and the parity check; devices read it natively."""
+    """(fp32 tensors, header). For tests and the parity check; devices read it natively."""
     with safe_open(str(path), framework="pt") as f:
         header = json.loads((f.metadata() or {})[MEMORY_METADATA_KEY])
-        tensors = {k: f.get_tensor(k).float() for k in MEMORY_INPUTS}
+        if header.get("format_version") not in READS:
+            raise UserError(f"{path}: memory format_version {header.get('format_version')}; this code reads {READS}")
+        tensors = {k: f.get_tensor(k).float() for k in f.keys()}
     return tensors, header
+
+
+def write_defaults(path: Path, defaults: dict[str, torch.Tensor], layernorms: list[str]) -> Path:
+    """The bundle's defaults file: what a program input gets when the task's memory file does not hold it."""
+    header = {"format_version": 1, "layernorms": layernorms}
+    save_file({k: v.float().contiguous() for k, v in defaults.items()}, str(path),
+              metadata={DEFAULTS_METADATA_KEY: json.dumps(header, sort_keys=True)})
+    return path
+
+
+def read_defaults(path: str | Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k).float() for k in f.keys()}
+
+
+def program_inputs(memory: dict[str, torch.Tensor], defaults: dict[str, torch.Tensor], names) -> list[torch.Tensor]:
+    """The task inputs in program order (`names`: the manifest's input names after input_ids and attention_mask):
+    the memory file's tensor, else the defaults file's."""
+    out = []
+    for n in names:
+        t = memory.get(n, defaults.get(n))
+        if t is None:
+            raise UserError(f"program input {n} is in neither the memory file nor the bundle's defaults")
+        out.append(t)
+    return out

@@ -1,8 +1,14 @@
 """The export-friendly SPARTAN model: a frozen encoder whose task memory and head arrive as runtime inputs.
 
     EdgeModel(backbone, shape, ...)(input_ids, attention_mask, P, K, Vt, head_weight, head_bias) -> logits
+    EdgeModel(backbone, shape, ..., recipe=True)(..., head_bias, ln_weight, ln_bias, head_dense_weight,
+                                                 head_dense_bias, head_skip) -> logits
 
-One lowered program therefore serves every task with the same memory shape: a task is just five tensors. The memory
+One lowered program therefore serves every task with the same memory shape: a task is just five tensors. The recipe
+program (what the bundle ships) also takes the backbone's LayerNorms and an MLP head as inputs, so tasks trained with
+`--train-layernorms` and/or `--head mlp` share it; a task that does not have them is fed the bundle's defaults
+(`input_defaults`: the backbone's own LayerNorms, a zero hidden layer and head_skip 1), which give exactly the plain
+program's function. The memory
 math is pipeline/spartan/layer.py's dense form with the same top-k rule (ties go to the lower index). Two spellings:
 `spartan_dense` (pipeline's ops: comparisons, masked_fill; what Core ML gets) and `spartan_delegated` (the Android
 program: every op one XNNPACK delegates, the top-k as exact arithmetic). Both equal the eager TaskModel up to fp32
@@ -47,6 +53,19 @@ class MemoryShape:
 
 MEMORY_INPUTS = ("P", "K", "Vt", "head_weight", "head_bias")
 INPUT_NAMES = ("input_ids", "attention_mask", *MEMORY_INPUTS)
+# The recipe program's further inputs (a task file may leave them out; the device then feeds the bundle's defaults):
+# ln_weight/ln_bias [N_ln, H], the backbone's LayerNorms in `layernorm_names` order; head_dense_weight [H, H] and
+# head_dense_bias [H], the MLP head's hidden layer; head_skip [1]. The head computes
+#   logits = head_weight @ (pooled * head_skip + tanh(head_dense_weight @ pooled + head_dense_bias)) + head_bias
+# which is the linear head exactly for (head_skip 1, zero hidden layer: tanh(0) = 0) and the MLP head exactly for
+# head_skip 0 (0 * pooled = 0), so one program is exact for both kinds.
+RECIPE_INPUTS = ("ln_weight", "ln_bias", "head_dense_weight", "head_dense_bias", "head_skip")
+RECIPE_INPUT_NAMES = (*INPUT_NAMES, *RECIPE_INPUTS)
+
+
+def layernorm_names(backbone: nn.Module) -> list[str]:
+    """The backbone's LayerNorm modules in module order: the rows of ln_weight / ln_bias."""
+    return [n for n, m in backbone.named_modules() if isinstance(m, (nn.LayerNorm, FastLayerNorm))]
 
 
 def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -162,15 +181,21 @@ class EdgeModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, shape: MemoryShape, sep_token_id: int | None = None, fast: bool = True,
-                 memory: bool = True, decompose_layernorm: bool = True) -> None:
+                 memory: bool = True, decompose_layernorm: bool = True, recipe: bool = False) -> None:
         super().__init__()
-        self.backbone, self.shape, self.use_memory = backbone.eval(), shape, memory
+        self.backbone, self.shape, self.use_memory, self.recipe = backbone.eval(), shape, memory, recipe
+        self.input_names = RECIPE_INPUT_NAMES if recipe else INPUT_NAMES
         self.sep_token_id = sep_token_id  # None: this encoder/tokenizer uses no token type ids
         if sep_token_id is not None and not takes_token_types(backbone):
             self.sep_token_id = None
         self.fast = fast and supports_fast_encoder(backbone)
-        if self.fast and decompose_layernorm:
+        if (self.fast and decompose_layernorm) or recipe:
             decompose_layernorms(backbone)
+            if not (self.fast and decompose_layernorm):  # only to take runtime weights: keep the native op
+                for m in backbone.modules():
+                    if isinstance(m, FastLayerNorm):
+                        m.decompose = False
+        self.layernorms = [m for m in backbone.modules() if isinstance(m, FastLayerNorm)] if recipe else []
         # spartan_delegated's matrices as buffers (torch.export keeps them as program constants); none in a bare
         # program, where unused buffers would still travel
         self.read_constants = nn.Module()
@@ -181,6 +206,39 @@ class EdgeModel(nn.Module):
         if not self.fast:
             for i, layer in enumerate(encoder_layers(backbone)):
                 layer.register_forward_hook(self._hook(i))
+
+    def input_shapes(self, max_labels: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of the task inputs (everything after input_ids and attention_mask), in program order."""
+        shapes = self.shape.tensor_shapes(max_labels)
+        if self.recipe:
+            n, h = len(self.layernorms), self.shape.hidden_size
+            shapes.update(ln_weight=(n, h), ln_bias=(n, h), head_dense_weight=(h, h), head_dense_bias=(h,),
+                          head_skip=(1,))
+        return shapes
+
+    def input_defaults(self) -> dict[str, torch.Tensor]:
+        """What a task without its own LayerNorms / MLP head is fed (the bundle's defaults file): the plain program's
+        function exactly."""
+        if not self.recipe:
+            return {}
+        h = self.shape.hidden_size
+        return {"ln_weight": torch.stack([m.weight.detach() for m in self.layernorms]).float().contiguous(),
+                "ln_bias": torch.stack([m.bias.detach() for m in self.layernorms]).float().contiguous(),
+                "head_dense_weight": torch.zeros(h, h), "head_dense_bias": torch.zeros(h), "head_skip": torch.ones(1)}
+
+    @contextmanager
+    def task_layernorms(self, ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None) -> Iterator[None]:
+        """Within: the backbone's LayerNorms read row i of the given inputs (None: their own weights)."""
+        if ln_weight is None or ln_bias is None:
+            yield
+            return
+        for i, m in enumerate(self.layernorms):
+            m.runtime = (ln_weight[i], ln_bias[i])
+        try:
+            yield
+        finally:
+            for m in self.layernorms:
+                m.runtime = None
 
     @contextmanager
     def coreml_ops(self) -> Iterator[EdgeModel]:
@@ -252,10 +310,16 @@ class EdgeModel(nn.Module):
         return h
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, P: torch.Tensor, K: torch.Tensor,
-                Vt: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor) -> torch.Tensor:
+                Vt: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor,
+                ln_weight: torch.Tensor | None = None, ln_bias: torch.Tensor | None = None,
+                head_dense_weight: torch.Tensor | None = None, head_dense_bias: torch.Tensor | None = None,
+                head_skip: torch.Tensor | None = None) -> torch.Tensor:
         input_ids, attention_mask = input_ids.to(torch.int64), attention_mask.to(torch.int64)  # Core ML feeds int32
-        hidden = self.encode(input_ids, attention_mask, P, K, Vt)
+        with self.task_layernorms(ln_weight, ln_bias):
+            hidden = self.encode(input_ids, attention_mask, P, K, Vt)
         mask = attention_mask.to(hidden.dtype).view(hidden.shape[0], 1, -1)  # [B, 1, S]
         count = mask.sum(-1, keepdim=True).clamp(min=1.0)  # [B, 1, 1]
         pooled = (torch.bmm(mask, hidden) / count).view(hidden.shape[0], -1)  # mean over real tokens, as a bmm
+        if head_dense_weight is not None and head_dense_bias is not None and head_skip is not None:
+            pooled = pooled * head_skip + torch.tanh(F.linear(pooled, head_dense_weight, head_dense_bias))
         return F.linear(pooled, head_weight, head_bias)

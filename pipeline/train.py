@@ -27,9 +27,9 @@ from .atomic import atomic_write
 from .backbone import fingerprint, load_backbone
 from .data import Examples, TaskData, hold_out, limit_train, load_glue, load_hub, load_user_files
 from .errors import UserError
-from .methods import METHODS, default_options
+from .methods import ADAPTER_CONFIGS, METHODS, default_options
 from .metrics import compute_metrics, primary_metric
-from .model import TaskModel
+from .model import HEADS, TaskModel
 from .spartan import SpartanConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--holdout", type=int, default=None,
                       help="evaluate on N examples held out of train instead of dev (for learning-rate sweeps)")
     tr = p.add_argument_group("training")
+    tr.add_argument("--head", choices=list(HEADS), default="linear",
+                    help="linear (one layer on the mean-pooled vector) or mlp (dense + tanh + projection on it, "
+                         "RoBERTa's head, as the SPARTAN authors train)")
+    tr.add_argument("--train-layernorms", action="store_true",
+                    help="also train the backbone's LayerNorms (spartan, houlsby, pfeiffer; the authors' recipes)")
     tr.add_argument("--epochs", type=float, default=1.0)
     tr.add_argument("--learning-rate", type=float, default=1e-3)
     tr.add_argument("--weight-decay", type=float, default=0.0)
@@ -80,7 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--top-k", type=int, default=d.top_k)
     mem.add_argument("--temperature", type=float, default=d.temperature)
     mem.add_argument("--load-balance-coef", type=float, default=d.load_balance_coef)
-    mem.add_argument("--train-layernorms", action="store_true")
     mem.add_argument("--memory-form", choices=["dense", "sparse"], default=d.form)
     return p
 
@@ -110,7 +114,12 @@ def load_data(args: argparse.Namespace) -> TaskData:
 
 def method_options(args: argparse.Namespace) -> dict:
     if args.method != "spartan":
-        return default_options(args.method)
+        options = default_options(args.method)
+        if args.train_layernorms:
+            if args.method not in ADAPTER_CONFIGS:
+                raise UserError(f"--train-layernorms applies to spartan, houlsby and pfeiffer, not {args.method}")
+            options["train_layernorms"] = True
+        return options
     return SpartanConfig(args.num_parents, args.num_children, args.top_k, args.temperature, args.load_balance_coef,
                          args.train_layernorms, args.memory_form).to_dict()
 
@@ -192,7 +201,7 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
     backbone, tokenizer = load_backbone(args.model)
     backbone_fp = fingerprint(backbone)  # of the pre-trained weights, before the method touches anything
     torch.manual_seed(args.seed)
-    model = TaskModel(backbone, args.method, options, data.spec).to(device)
+    model = TaskModel(backbone, args.method, options, data.spec, head=args.head).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     steps_per_epoch = -(-len(data.train) // args.batch_size)
@@ -202,7 +211,8 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
     step, train_seconds = 0, 0.0
     if args.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False, map_location=device)
-        if state["fingerprint"] != backbone_fp or state["options"] != options or state["method"] != args.method:
+        if state["fingerprint"] != backbone_fp or state["options"] != options or state["method"] != args.method \
+                or state.get("head", "linear") != args.head:
             raise UserError(f"{ckpt_path} was made with another backbone or method settings; use another --output-dir")
         model.load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -222,7 +232,8 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
     def save_checkpoint() -> None:
         atomic_write(ckpt_path, lambda tmp: torch.save({
             "step": step, "train_seconds": train_seconds, "fingerprint": backbone_fp, "method": args.method,
-            "options": options, "trainable": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
+            "options": options, "head": args.head, "trainable": model.trainable_state_dict(),
+            "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }, tmp))
@@ -263,7 +274,7 @@ def train(args: argparse.Namespace, on_step: Callable[[int, float], None] | None
     _write_json(out / "train_results.json", {
         "train_steps": step, "train_samples": len(data.train), "epochs": args.epochs,
         "learning_rate": args.learning_rate, "bf16": args.bf16, "train_runtime": train_seconds, "seconds_per_step": sps,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "head": args.head,
         "trainable_parameters": sum(p.numel() for p in params), "artifact_bytes": artifact.stat().st_size,
         "primary_metric": "eval_" + primary_metric(data.metric), "torch_threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -1,0 +1,157 @@
+"""The authors' recipe (trainable LayerNorms, MLP head): trains, saves, exports into the ONE shared program, and runs
+in the ExecuTorch runtime with parity; plain tasks on the same program keep their five-tensor format_version 1 files.
+
+Tiny random BERT (fast); artifacts come from seeded random values (LayerNorms and head moved far from their
+initial values so a program that ignored them would visibly differ).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from mobile_export import export_bundle, read_memory
+from mobile_export.memory import read_defaults
+from mobile_export.model import INPUT_NAMES, RECIPE_INPUT_NAMES
+from mobile_export.parity import bundle_defaults, load_android, run_android
+from pipeline import TaskModel, TaskSpec, UserError, load_task, save_task
+from pipeline.backbone import fingerprint, load_backbone
+from pipeline.spartan import SpartanConfig
+
+SENTENCES = ["a gentle and moving film", "the plot is thin, the acting worse", "ok", "x " * 40]
+
+
+def make_task(backbone_dir: str, out: Path, task: str, seed: int, head: str = "linear",
+              train_layernorms: bool = False) -> Path:
+    backbone, _ = load_backbone(backbone_dir)
+    torch.manual_seed(seed)
+    labels = ["a", "b", "c"] if task == "three" else ["negative", "positive"]
+    model = TaskModel(backbone, "spartan", SpartanConfig(train_layernorms=train_layernorms).to_dict(),
+                      TaskSpec(task, labels), head=head)
+    with torch.no_grad():
+        for m in model.delta:
+            m.Vt.normal_(std=0.5)
+        for p in model.head.parameters():
+            p.normal_(std=1.0)
+        if train_layernorms:
+            for m in backbone.modules():
+                if isinstance(m, torch.nn.LayerNorm):
+                    m.weight.mul_(1 + 0.5 * torch.randn_like(m.weight))
+                    m.bias.add_(0.3 * torch.randn_like(m.bias))
+    save_task(model, out, backbone_id=backbone_dir, backbone_fingerprint=fingerprint(load_backbone(backbone_dir)[0]),
+              metric="accuracy", metrics={"eval_accuracy": 0.5})
+    return out
+
+
+@pytest.fixture(scope="module")
+def tasks(tiny_bert, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("recipe_tasks")
+    return {"plain": make_task(tiny_bert, d / "plain", "plain", 1),
+            "recipe": make_task(tiny_bert, d / "recipe", "recipe", 2, head="mlp", train_layernorms=True),
+            "ln": make_task(tiny_bert, d / "ln", "ln", 3, train_layernorms=True),
+            "three": make_task(tiny_bert, d / "three", "three", 4, head="mlp")}
+
+
+@pytest.fixture(scope="module")
+def dist(tasks, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("recipe_dist") / "dist"
+    export_bundle(list(tasks.values()), out, "android", max_seq_length=64, quiet=True)
+    return out
+
+
+def test_artifact_round_trip_keeps_head_and_layernorms(tasks):
+    model, _, meta = load_task(tasks["recipe"])
+    assert meta["head"] == "mlp" and meta["options"]["train_layernorms"]
+    names = set(model.trainable_state_dict())
+    assert {"head.dense.weight", "head.dense.bias", "head.out_proj.weight", "head.out_proj.bias"} <= names
+    assert any("LayerNorm" in n for n in names) and "head.weight" not in names
+
+
+@pytest.mark.slow  # shares the module's one export (~60 s on 2 busy cores)
+def test_manifest_names_every_input_and_plain_files_stay_version_1(dist, tasks):
+    m = json.loads((dist / "manifest.json").read_text())
+    target = m["targets"]["android"]
+    assert m["format_version"] == 2
+    assert [i["name"] for i in target["inputs"]] == list(RECIPE_INPUT_NAMES)
+    defaults = read_defaults(dist / target["defaults"])
+    assert {i["name"] for i in target["inputs"] if i.get("default")} == set(defaults)
+    assert target["defaults"] in {f["path"] for f in target["files"]}  # downloaded and checked with the program
+    assert len(m["backbone"]["layernorms"]) == defaults["ln_weight"].shape[0] == 5  # emb + 2 per layer (2 layers)
+    shapes = {i["name"]: i["shape"] for i in target["inputs"]}
+    files = {}
+    for task in tasks:
+        with safe_open(str(dist / "android" / "memories" / f"{task}.safetensors"), framework="numpy") as f:
+            header = json.loads(f.metadata()["spartan_edge_memory"])
+            files[task] = (header, {k: f.get_tensor(k).shape for k in f.keys()})
+    header, plain = files["plain"]
+    assert header["format_version"] == 1 and set(plain) == set(INPUT_NAMES[2:])  # exactly today's file
+    header, recipe = files["recipe"]
+    assert header["format_version"] == 2 and header["head"] == "mlp" and header["train_layernorms"]
+    assert set(recipe) == set(RECIPE_INPUT_NAMES[2:]) and header["tensors"] == list(RECIPE_INPUT_NAMES[2:])
+    assert all(list(s) == shapes[n] for n, s in recipe.items())
+    assert set(files["ln"][1]) == {*INPUT_NAMES[2:], "ln_weight", "ln_bias"}
+    assert m["tasks"]["recipe"]["head"] == "mlp" and m["tasks"]["plain"]["train_layernorms"] is False
+
+
+@pytest.mark.slow  # shares the module's one export (~60 s on 2 busy cores)
+def test_every_kind_runs_on_the_one_program_with_parity(dist, tasks):
+    method = load_android(dist)  # ONE program for plain, LayerNorm, MLP and both
+    defaults = bundle_defaults(dist)
+    for task, path in tasks.items():
+        model, tok, _ = load_task(path)
+        memory, header = read_memory(dist / "android" / "memories" / f"{task}.safetensors")
+        for text in SENTENCES:
+            enc = dict(tok(text, return_tensors="pt"))
+            got = run_android(method, enc, memory, header["num_outputs"], defaults)
+            with torch.no_grad():
+                want = model(**enc).numpy()
+            np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4, err_msg=task)
+    # the recipe task's own tensors matter: fed the defaults instead, the program gives other logits
+    memory, header = read_memory(dist / "android" / "memories" / "recipe.safetensors")
+    stripped = {k: v for k, v in memory.items() if k in INPUT_NAMES}
+    enc = dict(tok(SENTENCES[0], return_tensors="pt"))
+    without = run_android(method, enc, stripped, 2, defaults)
+    assert not np.allclose(without, run_android(method, enc, memory, 2, defaults), atol=1e-3)
+
+
+@pytest.mark.slow  # shares the module's one export (~60 s on 2 busy cores)
+def test_missing_input_is_a_clear_error(dist):
+    memory, _ = read_memory(dist / "android" / "memories" / "plain.safetensors")
+    ids = torch.tensor([[101, 2307, 102]])
+    with pytest.raises(UserError, match="ln_weight"):
+        run_android(load_android(dist), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, memory, 2, {})
+
+
+def test_unknown_head_in_artifact_is_refused(tasks, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = tasks["plain"]  # save_task wrote the artifact file itself at this path
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["spartan_edge"])
+    meta["head"] = "transformer"
+    bad = tmp_path / "task.safetensors"
+    save_file(load_file(str(path)), str(bad), metadata={"spartan_edge": json.dumps(meta)})
+    with pytest.raises(UserError, match="head 'transformer'"):
+        load_task(bad)
+
+
+def test_train_cli_recipe_options(tiny_bert, sentiment_csvs, tmp_path):
+    from pipeline.train import build_parser, train
+
+    train_csv, dev_csv = sentiment_csvs
+    args = build_parser().parse_args(["--train-file", train_csv, "--validation-file", dev_csv, "--output-dir",
+                                      str(tmp_path / "run"), "--head", "mlp", "--train-layernorms", "--epochs", "1",
+                                      "--max-train-samples", "16", "--threads", "1",
+                                      "--model", tiny_bert])
+    train(args)
+    _, _, meta = load_task(tmp_path / "run")
+    assert meta["head"] == "mlp" and meta["options"]["train_layernorms"]
+    bad = build_parser().parse_args(["--train-file", train_csv, "--validation-file", dev_csv, "--output-dir",
+                                     str(tmp_path / "lora"), "--method", "lora", "--train-layernorms"])
+    with pytest.raises(UserError, match="train-layernorms"):
+        train(bad)

@@ -55,8 +55,8 @@ def read_export(dist: str | Path, targets: list[str] | None = None) -> Iterator[
         manifest = json.loads((dist / "manifest.json").read_text())
     except (OSError, ValueError) as e:
         raise PublishError(f"{dist}/manifest.json is missing or not JSON: {e}") from None
-    if manifest.get("format_version") != 1:
-        raise PublishError(f"manifest format_version {manifest.get('format_version')!r}; this publisher reads 1")
+    if manifest.get("format_version") not in (1, 2):  # 2 adds program inputs with defaults (docs/formats.md)
+        raise PublishError(f"manifest format_version {manifest.get('format_version')!r}; this publisher reads 1, 2")
     bb = manifest["backbone"]
     chosen = [t for t in manifest.get("targets", {}) if targets is None or t in targets]
     for target in chosen:
@@ -67,7 +67,7 @@ def read_export(dist: str | Path, targets: list[str] | None = None) -> Iterator[
             rel = f["path"][len(target) + 1:] if f["path"].startswith(target + "/") else f["path"]
             files.append(BundleFile(rel, local, f["sha256"], f["bytes"]))
         body = {k: bb[k] for k in ("id", "fingerprint", "hidden_size", "num_layers", "memory_shape",
-                                   "max_seq_length", "max_labels") if k in bb}
+                                   "max_seq_length", "max_labels", "layernorms") if k in bb}
         for k in ("inputs", "outputs", "quantize", "tokenizer"):
             if k in spec:
                 body[k] = spec[k]

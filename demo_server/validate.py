@@ -16,7 +16,9 @@ from safetensors.numpy import load as st_load
 
 MEMORY_KEY = "spartan_edge_memory"
 FORMAT_VERSION = 1
+RECIPE_FORMAT_VERSION = 2  # a task with its own LayerNorms and/or an MLP head: the optional tensors below
 TENSORS = ("P", "K", "Vt", "head_weight", "head_bias")
+RECIPE_TENSORS = ("ln_weight", "ln_bias", "head_dense_weight", "head_dense_bias", "head_skip")
 # The export writes "fp32"/"fp16"; the long numpy names are accepted too.
 DTYPES = {"fp32": np.float32, "fp16": np.float16, "float32": np.float32, "float16": np.float16}
 # Task names become URL segments and cache keys: a conservative charset rules out traversal and odd encodings.
@@ -64,8 +66,9 @@ def memory_metadata(data: bytes) -> dict:
         raise Invalid(f"'{MEMORY_KEY}' metadata is not JSON") from None
     if not isinstance(meta, dict):
         raise Invalid(f"'{MEMORY_KEY}' metadata is not a JSON object")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise Invalid(f"memory format_version {meta.get('format_version')!r}; this server reads {FORMAT_VERSION}")
+    if meta.get("format_version") not in (FORMAT_VERSION, RECIPE_FORMAT_VERSION):
+        raise Invalid(f"memory format_version {meta.get('format_version')!r}; this server reads "
+                      f"{FORMAT_VERSION}, {RECIPE_FORMAT_VERSION}")
     return meta
 
 
@@ -86,8 +89,10 @@ def validate_memory(data: bytes, task: str, backbone: dict) -> dict:
         tensors = st_load(data)
     except (SafetensorError, ValueError, OSError) as e:
         raise Invalid(f"safetensors payload is corrupt or truncated: {e}") from None
-    if set(tensors) != set(TENSORS):
-        raise Invalid(f"tensors must be exactly {list(TENSORS)}, got {sorted(tensors)}")
+    optional = set(RECIPE_TENSORS) if meta["format_version"] == RECIPE_FORMAT_VERSION else set()
+    if not set(TENSORS) <= set(tensors) <= set(TENSORS) | optional:
+        extra = f" (format_version 2 may add {list(RECIPE_TENSORS)})" if optional else ""
+        raise Invalid(f"tensors must be {list(TENSORS)}{extra}, got {sorted(tensors)}")
     dtype = meta.get("dtype")
     if dtype not in DTYPES:
         raise Invalid(f"metadata dtype {dtype!r} is not one of {sorted(DTYPES)}")
@@ -113,6 +118,10 @@ def validate_memory(data: bytes, task: str, backbone: dict) -> dict:
         raise Invalid(f"head_weight has {O} outputs; the task needs {n_out} (or max_labels {max_labels})")
     want = {"P": (L, E, H), "K": (L, E * C, H) if E and C else None, "Vt": (L, H, E * C) if E and C else None,
             "head_weight": (O, H), "head_bias": (O,)}
+    n_ln = len(backbone.get("layernorms") or []) or (tensors["ln_weight"].shape[0] if "ln_weight" in tensors else 0)
+    recipe = {"ln_weight": (n_ln, H), "ln_bias": (n_ln, H), "head_dense_weight": (H, H), "head_dense_bias": (H,),
+              "head_skip": (1,)}
+    want.update({n: s for n, s in recipe.items() if n in tensors})
     for name, w in want.items():
         got = tuple(tensors[name].shape)
         if w is None or None in w:

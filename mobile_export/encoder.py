@@ -39,6 +39,8 @@ class FastLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.runtime if self.runtime is not None else (self.weight, self.bias)
         if not self.decompose:
+            if self.runtime is not None:  # Core ML's layer_norm takes only constant gamma/beta: scale outside it
+                return F.layer_norm(x, self.avg.shape[1:], None, None, self.eps) * weight + bias
             return F.layer_norm(x, self.avg.shape[1:], weight, bias, self.eps)
         centred = x - F.linear(x, self.avg)
         var = F.linear(centred * centred, self.avg)

@@ -131,6 +131,8 @@ def memory_constants(shape: MemoryShape) -> dict[str, torch.Tensor]:
         "child_diff": child_diff.view(n * c, n),
         "child_sum": torch.kron(torch.eye(n), torch.ones(1, c)),  # [E*C, E*C*C]
         "expand": torch.kron(torch.eye(e), torch.ones(c, 1)),  # [E*C, E]: parent weight onto its children
+        # child_diff reading the fused [parent | child] scores (zero columns for the parents): spartan_fused
+        "child_diff_scores": torch.cat([torch.zeros(n * c, e), child_diff.view(n * c, n)], dim=1),
     }
 
 
@@ -150,6 +152,18 @@ def spartan_delegated(h: torch.Tensor, P: torch.Tensor, children: torch.Tensor, 
     parent_w = torch.softmax(logits + top_k_drop(logits, k), dim=-1)
     q = F.linear(h, children)  # [..., E*C]
     inv_child_w = F.linear(torch.exp(torch.clamp(F.linear(q, k["child_diff"]), max=_EXP_MAX)), k["child_sum"])
+    return F.linear(F.linear(parent_w, k["expand"]) / inv_child_w, Vt)
+
+
+def spartan_fused(h: torch.Tensor, scores_w: torch.Tensor, Vt: torch.Tensor, k: dict[str, torch.Tensor],
+                  num_parents: int) -> torch.Tensor:
+    """spartan_delegated with the parent and child scores in one product, as in training: scores_w = [P; K / T]
+    [E + E*C, H]. One runtime-weight GEMM fewer per layer (XNNPACK packs a non-static weight on every call)."""
+    scores = F.linear(h, scores_w)  # [..., E + E*C]
+    logits = scores[..., :num_parents]
+    parent_w = torch.softmax(logits + top_k_drop(logits, k), dim=-1)
+    inv_child_w = F.linear(torch.exp(torch.clamp(F.linear(scores, k["child_diff_scores"]), max=_EXP_MAX)),
+                           k["child_sum"])
     return F.linear(F.linear(parent_w, k["expand"]) / inv_child_w, Vt)
 
 
@@ -181,8 +195,10 @@ class EdgeModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, shape: MemoryShape, sep_token_id: int | None = None, fast: bool = True,
-                 memory: bool = True, decompose_layernorm: bool = True, recipe: bool = False) -> None:
+                 memory: bool = True, decompose_layernorm: bool = True, recipe: bool = False,
+                 fused_scores: bool = False) -> None:
         super().__init__()
+        self.fused_scores = fused_scores
         self.backbone, self.shape, self.use_memory, self.recipe = backbone.eval(), shape, memory, recipe
         self.input_names = RECIPE_INPUT_NAMES if recipe else INPUT_NAMES
         self.sep_token_id = sep_token_id  # None: this encoder/tokenizer uses no token type ids
@@ -301,9 +317,13 @@ class EdgeModel(nn.Module):
         if memory:  # constants of the read, and K / temperature once for all layers
             k = dict(self.read_constants.named_buffers())
             children = K / self.shape.temperature
+            if self.fused_scores:
+                scores_w = torch.cat([P, children], dim=1)  # [L, E + E*C, H]
         for i, layer in enumerate(layers):
             h = encoder_layer(layer, h, mask_bias)
-            if memory:
+            if memory and self.fused_scores:
+                h = h + spartan_fused(h, scores_w[i], Vt[i], k, self.shape.num_parents)
+            elif memory:
                 h = h + spartan_delegated(h, P[i], children[i], Vt[i], k)
             elif self.use_memory:
                 h = h + spartan_dense(h, P[i], K[i], Vt[i], self.shape)

@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: summarize the finished cells (unfinished ones show as 'not run')")
     p.add_argument("--lr-sweep", action="store_true", help="tune each method's learning rate on a held-out slice")
-    p.add_argument("--sweep-task", default="sst2")
+    p.add_argument("--sweep-task", default="sst2",
+                   help="task the sweep tunes on; 'each' tunes every --tasks task on its own held-out slice")
+    p.add_argument("--recipe", choices=["plain", "authors"], default="plain",
+                   help="plain: mean pooling + linear head, frozen LayerNorms for every method; authors: the MLP "
+                        "head for every method and trainable LayerNorms for spartan/houlsby/pfeiffer (their papers' "
+                        "recipes); a separate setting (suffix _authors)")
     p.add_argument("--sweep-grid", default=None,
                    help=f"comma-separated rates for every method (default: {DEFAULT_GRID}, full fine-tuning "
                         f"{SWEEP_GRID['full']})")
@@ -68,8 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setting_name(args: argparse.Namespace) -> str:
     if args.few_shot:
-        return f"fewshot{args.few_shot}"
-    return f"n{args.max_train_samples}" if args.max_train_samples else "full"
+        name = f"fewshot{args.few_shot}"
+    else:
+        name = f"n{args.max_train_samples}" if args.max_train_samples else "full"
+    return name + ("_authors" if getattr(args, "recipe", "plain") == "authors" else "")
+
+
+LAYERNORM_METHODS = ("spartan", "houlsby", "pfeiffer")  # whose papers train the LayerNorms with the method
+
+
+def recipe_argv(args: argparse.Namespace, method: str) -> list[str]:
+    if getattr(args, "recipe", "plain") != "authors":
+        return []
+    return ["--head", "mlp"] + (["--train-layernorms"] if method in LAYERNORM_METHODS else [])
 
 
 def run_cells(jobs: list[tuple[Path, list[str]]], args: argparse.Namespace) -> list[dict]:
@@ -106,13 +122,21 @@ def sweep_file(out: Path, setting: str) -> Path:
     return out / f"lr_sweep_{setting}.json"
 
 
-def learning_rates(out: Path, setting: str) -> dict[str, float]:
+def learning_rates(out: Path, setting: str) -> dict:
+    """{"best": {method: lr}, "per_task": {task: {method: lr}}} from the setting's sweep file (empty if none)."""
     f = sweep_file(out, setting)
-    return json.loads(f.read_text())["best"] if f.exists() else {}
+    if not f.exists():
+        return {}
+    report = json.loads(f.read_text())
+    return {"best": report.get("best", {}), "per_task": report.get("best_per_task", {})}
 
 
-def lr_for(method: str, swept: dict[str, float], args: argparse.Namespace) -> float:
-    return swept.get(method, FALLBACK_LR.get(method, args.learning_rate))
+def lr_for(method: str, swept: dict, args: argparse.Namespace, task: str | None = None) -> float:
+    """The task's own swept rate, else the sweep task's, else the fallback."""
+    per_task = swept.get("per_task", {}).get(task, {})
+    if method in per_task:
+        return per_task[method]
+    return swept.get("best", {}).get(method, FALLBACK_LR.get(method, args.learning_rate))
 
 
 # Options handed to every cell's pipeline.train only when given (train's own defaults apply otherwise).
@@ -128,27 +152,39 @@ def common_argv(args: argparse.Namespace, task: str) -> list[str]:
     return argv + ["--epochs", str(epochs)]
 
 
-def lr_sweep(args: argparse.Namespace, methods: list[str]) -> dict:
+def lr_sweep(args: argparse.Namespace, methods: list[str], tasks: list[str] | None = None) -> dict:
+    """Tune every method's rate on `--holdout` examples held out of train (never dev), on the sweep task or, with
+    --sweep-task each, on every task separately."""
     out = Path(args.out)
+    sweep_tasks = tasks if args.sweep_task == "each" else [args.sweep_task]
     custom = [float(x) for x in args.sweep_grid.split(",")] if args.sweep_grid else None
-    grid = [(method, lr) for method in methods for lr in custom or SWEEP_GRID.get(method, DEFAULT_GRID)]
+    grid = [(task, method, lr) for task in sweep_tasks for method in methods
+            for lr in custom or SWEEP_GRID.get(method, DEFAULT_GRID)]
     jobs = []
-    for method, lr in grid:
-        cell = Path(args.runs) / f"lrsweep_{setting_name(args)}" / args.sweep_task / method / f"lr{lr:g}"
-        argv = common_argv(args, args.sweep_task) + ["--method", method, "--learning-rate", str(lr),
-                                                      "--holdout", str(args.holdout), "--seed", "0"]
+    for task, method, lr in grid:
+        cell = Path(args.runs) / f"lrsweep_{setting_name(args)}" / task / method / f"lr{lr:g}"
+        argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr),
+                                          "--holdout", str(args.holdout), "--seed", "0", *recipe_argv(args, method)]
         if args.sweep_max_train_samples:
             argv += ["--max-train-samples", str(args.sweep_max_train_samples)]
         jobs.append((cell, argv))
-    results: dict[str, dict[str, float]] = {m: {} for m in methods}
-    for (method, lr), r in zip(grid, run_cells(jobs, args), strict=True):
-        results[method][f"{lr:g}"] = r.get(PRIMARY[args.sweep_task], float("nan"))
-        print(f"{method} lr={lr:g}: {results[method][f'{lr:g}']}", file=sys.stderr)
-    best = {m: float(max(rs, key=lambda k: rs[k] if rs[k] == rs[k] else -1)) for m, rs in results.items()}
+    results: dict[str, dict[str, dict[str, float]]] = {t: {m: {} for m in methods} for t in sweep_tasks}
+    for (task, method, lr), r in zip(grid, run_cells(jobs, args), strict=True):
+        results[task][method][f"{lr:g}"] = r.get(PRIMARY[task], float("nan"))
+        print(f"{task} {method} lr={lr:g}: {results[task][method][f'{lr:g}']}", file=sys.stderr)
+
+    def best_of(rs: dict[str, float]) -> float:
+        return float(max(rs, key=lambda k: rs[k] if rs[k] == rs[k] else -1))
+
+    per_task = {t: {m: best_of(rs) for m, rs in by_method.items()} for t, by_method in results.items()}
     report = {"task": args.sweep_task, "setting": setting_name(args), "holdout_examples": args.holdout,
               "train_examples": args.few_shot or args.sweep_max_train_samples or "all but the hold-out",
-              "metric": PRIMARY[args.sweep_task], "results": results, "best": best,
+              "metric": {t: PRIMARY[t] for t in sweep_tasks},
+              "results": results if args.sweep_task == "each" else results[sweep_tasks[0]],
+              "best": per_task[sweep_tasks[0]] if args.sweep_task != "each" else {},
               "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]])}
+    if args.sweep_task == "each":
+        report["best_per_task"] = per_task
     sweep_file(out, setting_name(args)).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -180,6 +216,8 @@ def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], ce
     return {"setting": setting_name(args), "tasks": tasks, "seeds": args.seeds,
             "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]]),
             "learning_rates": {m: lr_for(m, swept, args) for m in methods},
+            "learning_rates_per_task": {t: {m: lr_for(m, swept, args, t) for m in methods} for t in tasks},
+            "recipe": getattr(args, "recipe", "plain"),
             "learning_rates_from": sweep_file(Path(args.out), setting_name(args)).name if swept
             else "fallback (no sweep run)",
             "methods": rows}
@@ -207,7 +245,11 @@ def write_reports(summary: dict, out: Path) -> None:
             if "mean" not in v:
                 cells.append(f"({v['error'][:40]})")
             else:
-                cells.append(f"{v['mean']:.1f} ± {v['std']:.1f}" if v["seeds"] > 1 else f"{v['mean']:.1f}")
+                cell = f"{v['mean']:.1f} ± {v['std']:.1f}" if v["seeds"] > 1 else f"{v['mean']:.1f}"
+                per_task = summary.get("learning_rates_per_task", {}).get(t, {}).get(method)
+                if per_task is not None and per_task != summary["learning_rates"][method]:
+                    cell += f" (lr {per_task:g})"
+                cells.append(cell)
         first = next((v for v in row["tasks"].values() if "mean" in v), {})
         avg = f"{row['average']:.1f}" if row["average"] is not None else "-"
         stats = (f"{first['trainable_parameters']:,} | {first['artifact_bytes']:,} | {first['train_seconds']:.0f} | "
@@ -258,16 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.lr_sweep:
-        lr_sweep(args, methods)
+        lr_sweep(args, methods, tasks)
         return 0
     lrs = learning_rates(out, setting_name(args))
     keys, jobs = [], []
     for seed in range(args.seeds):  # seeds outermost: one full pass over methods gives a first comparison
         for task in tasks:
             for method in methods:
-                lr = lr_for(method, lrs, args)
+                lr = lr_for(method, lrs, args, task)
                 cell = Path(args.runs) / setting_name(args) / task / method / f"seed{seed}"
-                argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr), "--seed", str(seed)]
+                argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr), "--seed", str(seed),
+                                                  *recipe_argv(args, method)]
                 keys.append((task, method))
                 jobs.append((cell, argv))
     cells: dict[tuple[str, str], list[dict]] = {}

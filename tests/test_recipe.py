@@ -155,3 +155,36 @@ def test_train_cli_recipe_options(tiny_bert, sentiment_csvs, tmp_path):
                                      str(tmp_path / "lora"), "--method", "lora", "--train-layernorms"])
     with pytest.raises(UserError, match="train-layernorms"):
         train(bad)
+
+
+@pytest.mark.slow  # shares the module's one export
+def test_server_and_client_read_both_kinds(dist):
+    """The numpy-only readers: the server's upload check and the device client's input assembly."""
+    from safetensors.numpy import load_file, save
+
+    from apps.client.errors import IntegrityError
+    from apps.client.memory import memory_inputs
+    from demo_server.validate import Invalid, validate_memory
+
+    m = json.loads((dist / "manifest.json").read_text())
+    backbone = {**m["backbone"], "inputs": m["targets"]["android"]["inputs"]}
+    defaults = load_file(str(dist / m["targets"]["android"]["defaults"]))
+    for task in ("plain", "recipe", "ln"):
+        path = dist / "android" / "memories" / f"{task}.safetensors"
+        assert validate_memory(path.read_bytes(), task, backbone)["task"] == task
+        inputs = memory_inputs(path, backbone, defaults)
+        assert [list(a.shape) for a in inputs] == [i["shape"] for i in backbone["inputs"][2:]]
+    with pytest.raises(IntegrityError, match="ln_weight"):  # a v2 program without its defaults file
+        memory_inputs(dist / "android" / "memories" / "plain.safetensors", backbone, None)
+    # a format_version 2 file with a tensor no program takes, or a LayerNorm stack of the wrong length: refused
+    path = dist / "android" / "memories" / "recipe.safetensors"
+    with safe_open(str(path), framework="numpy") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    for bad in ({**tensors, "extra": np.zeros(3, np.float32)}, {**tensors, "ln_weight": tensors["ln_weight"][:-1]}):
+        with pytest.raises(Invalid):
+            validate_memory(save(bad, metadata=meta), "recipe", backbone)
+    # the same tensors labelled format_version 1 (what an old reader accepts): the server refuses the extras
+    old = json.loads(meta["spartan_edge_memory"])
+    old["format_version"] = 1
+    with pytest.raises(Invalid, match="tensors must be"):
+        validate_memory(save(tensors, metadata={"spartan_edge_memory": json.dumps(old)}), "recipe", backbone)

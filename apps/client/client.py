@@ -17,7 +17,7 @@ import requests
 
 from .cache import Cache
 from .errors import ClientError, IntegrityError, NotCached
-from .memory import check_memory, memory_inputs
+from .memory import DEFAULTS_FILE, check_memory, load_defaults, memory_inputs
 from .runtime import BackboneRuntime
 from .transfer import fetch
 
@@ -125,6 +125,16 @@ class EdgeClient:
         self._runtime_fp = bb["fingerprint"]
         return self.runtime
 
+    def defaults(self) -> dict[str, np.ndarray] | None:
+        """The bundle's defaults file (manifest v2: inputs a plain task's memory file leaves out), verified."""
+        files = {f["path"]: f["sha256"] for f in self.backbone()["files"]}
+        path = next((p for p in files if p.rsplit("/", 1)[-1] == DEFAULTS_FILE), None)
+        if path is None:
+            return None
+        if not self.cache.verified(files[path]):
+            raise IntegrityError(f"cached backbone file {path} is missing or corrupt; run online to re-fetch")
+        return load_defaults(self.cache.blob(files[path]))
+
     # --- memories ----------------------------------------------------------------------------------------------
     def ensure_memory(self, task: str) -> tuple[dict, int]:
         """A verified memory for `task` on the cached backbone: (state entry, bytes fetched)."""
@@ -150,7 +160,7 @@ class EdgeClient:
                             params={"backbone": fp}, attempts=self.attempts, timeout=self.timeout)
             try:
                 meta = check_memory(path, task, self.backbone())
-                memory_inputs(path, self.backbone())
+                memory_inputs(path, self.backbone(), self.defaults())
             except IntegrityError:
                 path.unlink(missing_ok=True)
                 raise
@@ -180,7 +190,7 @@ class EdgeClient:
             raise IntegrityError(f"cached memory for {task!r} is missing or corrupt; run online to re-fetch")
         path = self.cache.blob(mem["sha256"])
         check_memory(path, task, self.backbone())
-        inputs = memory_inputs(path, self.backbone())
+        inputs = memory_inputs(path, self.backbone(), self.defaults())
         logits, ms = self.load_runtime().run(text, inputs, pair)
         logits = logits[: mem["num_outputs"]]  # the head is padded to max_labels; the rest is zero padding
         if mem["is_regression"]:

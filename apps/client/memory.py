@@ -12,7 +12,9 @@ from safetensors.numpy import load_file
 from .errors import IntegrityError
 
 MEMORY_KEY = "spartan_edge_memory"
-NAMES = ("P", "K", "Vt", "head_weight", "head_bias")
+NAMES = ("P", "K", "Vt", "head_weight", "head_bias")  # the inputs of a program from before manifest v2
+READS = (1, 2)  # 2: a task with its own LayerNorms and/or an MLP head (extra tensors)
+DEFAULTS_FILE = "defaults.safetensors"
 
 
 def memory_header(path: Path) -> dict:
@@ -24,8 +26,9 @@ def memory_header(path: Path) -> dict:
     if raw is None:
         raise IntegrityError(f"{path.name}: no '{MEMORY_KEY}' header; not a SPARTAN Edge memory")
     meta = json.loads(raw)
-    if meta.get("format_version") != 1:
-        raise IntegrityError(f"{path.name}: memory format_version {meta.get('format_version')}; this client reads 1")
+    if meta.get("format_version") not in READS:
+        raise IntegrityError(f"{path.name}: memory format_version {meta.get('format_version')}; this client reads "
+                             f"{', '.join(map(str, READS))}")
     return meta
 
 
@@ -41,19 +44,36 @@ def check_memory(path: Path, task: str, backbone: dict) -> dict:
     return meta
 
 
-def memory_inputs(path: Path, backbone: dict) -> list[np.ndarray]:
-    """The five tensors in program input order, as float32 (the program's input dtype), checked for shape."""
+def task_input_names(backbone: dict) -> list[str]:
+    """The program's inputs after input_ids and attention_mask, in order, from the manifest's `inputs` list."""
+    names = [i["name"] if isinstance(i, dict) else i for i in backbone.get("inputs") or []]
+    return names[2:] if names else list(NAMES)
+
+
+def memory_inputs(path: Path, backbone: dict, defaults: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """The program's task inputs in order, as float32 (the program's input dtype), checked for shape: the memory
+    file's tensor of that name, else the bundle's defaults file's (inputs the manifest marks "default")."""
     tensors = load_file(str(path))
-    shapes = {i["name"]: i.get("shape") for i in backbone.get("inputs", []) if isinstance(i, dict)}
+    specs = {i["name"]: i for i in backbone.get("inputs", []) if isinstance(i, dict)}
     out = []
-    for name in NAMES:
-        if name not in tensors:
-            raise IntegrityError(f"{path.name}: tensor {name} missing; refused")
-        t = tensors[name].astype(np.float32)
-        want = shapes.get(name)
+    for name in task_input_names(backbone):
+        t = tensors.get(name)
+        if t is None and specs.get(name, {}).get("default") and defaults is not None:
+            t = defaults.get(name)
+        if t is None:
+            raise IntegrityError(f"{path.name}: tensor {name} missing (and not in the bundle's defaults); refused")
+        t = t.astype(np.float32)
+        want = specs.get(name, {}).get("shape")
         if want and list(t.shape) != list(want):
             raise IntegrityError(f"{path.name}: {name} has shape {list(t.shape)}, the program takes {want}; refused")
         if not np.isfinite(t).all():
             raise IntegrityError(f"{path.name}: {name} has NaN/inf values; refused")
         out.append(np.ascontiguousarray(t))
+    unknown = sorted(set(tensors) - set(task_input_names(backbone)))
+    if unknown:
+        raise IntegrityError(f"{path.name}: tensors {unknown} are not inputs of the cached program; refused")
     return out
+
+
+def load_defaults(path: Path | None) -> dict[str, np.ndarray] | None:
+    return None if path is None else load_file(str(path))

@@ -33,7 +33,7 @@ from pipeline.backbone import encoder_layers, load_backbone  # noqa: E402
 from pipeline.data import limit_train, load_glue  # noqa: E402
 from pipeline.methods import default_options  # noqa: E402
 from pipeline.model import TaskModel  # noqa: E402
-from pipeline.train import encode, train_step  # noqa: E402
+from pipeline.trainer import encode, train_step  # noqa: E402
 
 
 def quantile(xs: list[float], q: float) -> float:

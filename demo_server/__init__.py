@@ -10,7 +10,7 @@ import os
 
 from flask import Flask
 
-from . import db, errors
+from . import db, errors, limits
 from .config import ENV_PREFIX, load_config
 
 
@@ -23,12 +23,14 @@ def create_app(config: dict | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     db.init_app(app)
     errors.init_app(app)
+    limits.init_app(app)
 
     from .api import bp as api_bp
-    from .cli import publish_command
+    from .cli import gc_command, publish_command
     from .publish import bp as publish_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(publish_bp)
     app.cli.add_command(publish_command)
+    app.cli.add_command(gc_command)
     return app

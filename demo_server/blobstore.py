@@ -4,7 +4,9 @@ Every stored file is named by its sha256 and never changes after it appears, whi
 while publishing: a reader opens an immutable file, and a new version is a different file. A new blob is streamed
 to a temporary file in the same file system, fsynced, and renamed into place (atomic on POSIX), and only then is
 the registry row that points at it committed. A crash before the rename leaves a temporary file that no registry
-row names; `sweep_tmp` removes those at start-up.
+row names; `sweep_tmp` removes those at start-up: a live upload holds an exclusive `flock` on its temporary file
+for its whole life (the kernel drops it when the process dies), so a sweep deletes exactly the files of dead
+uploads, whatever their age, even while another worker is receiving one.
 
 Scale-out note: `BlobStore` is the whole interface the app uses. An S3-compatible store would implement `put_stream`
 as a multipart upload to a temporary key followed by a server-side copy to `blobs/<sha256>` (or upload straight
@@ -14,15 +16,18 @@ as a HEAD. Content addressing keeps that consistent without locks: a key is writ
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
-import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+from spartan_formats.atomic import fsync_dir
+from spartan_formats.names import is_sha256
+
 CHUNK = 1024 * 1024
 
 
@@ -37,17 +42,31 @@ class TooLarge(Exception):
 class StagedBlob:
     """An uploaded body on disk, hashed, not yet visible. `commit()` publishes it; `discard()` deletes it."""
 
-    def __init__(self, store: FolderBlobStore, tmp_path: Path, sha256: str, size: int) -> None:
+    def __init__(self, store: FolderBlobStore, tmp_path: Path, sha256: str, size: int, lock_fd: int) -> None:
         self.store, self.path, self.sha256, self.size = store, tmp_path, sha256, size
+        self._lock_fd: int | None = lock_fd  # open + flocked until commit/discard: sweeps leave the file alone
 
     def read_bytes(self) -> bytes:
         return self.path.read_bytes()
 
     def commit(self) -> str:
-        return self.store._commit(self)
+        try:
+            return self.store._commit(self)
+        finally:
+            self._release()
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __del__(self) -> None:  # a request that died between stage and commit: drop the file and the lock
+        if self._lock_fd is not None:
+            self.discard()
 
 
 class BlobStore(Protocol):
@@ -66,7 +85,7 @@ class FolderBlobStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
-        if not SHA256_RE.match(sha256):
+        if not is_sha256(sha256):
             raise ValueError("not a sha256 hex digest")
         return self.root / sha256[:2] / sha256
 
@@ -80,10 +99,14 @@ class FolderBlobStore:
         """Copy exactly `length` bytes from `stream` to a temporary file, hashing as it goes."""
         if length > max_bytes:
             raise TooLarge(f"{length} bytes is over the limit of {max_bytes}")
-        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.tmp)
+        # Created under a name the sweep ignores, locked, then renamed to upload-*: no sweep can see it unlocked.
+        fd, creating = tempfile.mkstemp(prefix="creating-", dir=self.tmp)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        tmp = Path(creating).with_name("upload-" + Path(creating).name.removeprefix("creating-"))
+        os.replace(creating, tmp)
         h, got = hashlib.sha256(), 0
         try:
-            with os.fdopen(fd, "wb") as f:
+            with os.fdopen(os.dup(fd), "wb") as f:
                 while got < length:
                     chunk = stream.read(min(CHUNK, length - got))
                     if not chunk:
@@ -96,36 +119,62 @@ class FolderBlobStore:
                 f.flush()
                 os.fsync(f.fileno())
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+            os.close(fd)
             raise
-        return StagedBlob(self, Path(tmp), h.hexdigest(), got)
+        return StagedBlob(self, tmp, h.hexdigest(), got, fd)
 
     def _commit(self, staged: StagedBlob) -> str:
         dest = self.path(staged.sha256)
-        if dest.is_file():  # same content already stored: nothing to write
-            staged.discard()
+        if dest.is_file():  # same content already stored: nothing to write; refresh its age for `gc`
+            os.utime(dest)
+            staged.path.unlink(missing_ok=True)
             return staged.sha256
         dest.parent.mkdir(exist_ok=True)
         os.replace(staged.path, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return staged.sha256
 
-    def sweep_tmp(self, older_than_s: float = 3600.0) -> int:
-        """Delete temporary uploads left by a crash. Only old ones: another worker may be writing a fresh one."""
-        n, now = 0, time.time()
-        for p in self.tmp.glob("upload-*"):
+    def sweep_tmp(self) -> int:
+        """Delete temporary uploads whose writer is gone (their flock is free). Safe while other workers upload."""
+        n = 0
+        for p in self.tmp.iterdir():
+            if p.name.startswith("creating-") and time.time() - _mtime(p) < 60:
+                continue  # being created this instant (the lock follows within microseconds)
             try:
-                if now - p.stat().st_mtime > older_than_s:
-                    p.unlink()
-                    n += 1
+                fd = os.open(p, os.O_RDONLY)
             except FileNotFoundError:
-                pass
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live upload
+            finally:
+                os.close(fd)
+            p.unlink(missing_ok=True)
+            n += 1
         return n
 
+    def all_blobs(self) -> Iterator[tuple[str, Path]]:
+        for p in self.root.glob("??/*"):
+            if is_sha256(p.name) and p.parent.name == p.name[:2]:
+                yield p.name, p
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    def gc(self, referenced: set[str], min_age_s: float, dry_run: bool = False) -> list[str]:
+        """Delete stored blobs that no registry row names and that are older than `min_age_s` (a blob uploaded
+        for a bundle that is being registered right now is young and kept)."""
+        removed, now = [], time.time()
+        for sha, p in self.all_blobs():
+            if sha in referenced or now - _mtime(p) < min_age_s:
+                continue
+            if not dry_run:
+                p.unlink(missing_ok=True)
+            removed.append(sha)
+        return removed
+
+
+def _mtime(p: Path) -> float:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return p.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()

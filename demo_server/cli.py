@@ -2,15 +2,15 @@
 
     python -m demo_server publish DIST --server http://host:8000 [--token T] [--target android]   # over HTTP
     flask --app demo_server publish DIST [--target android]          # straight into this server's instance
+    flask --app demo_server gc [--min-age-s 3600] [--dry-run]        # delete blobs no registry row names
 
 The token defaults to $SPARTAN_EDGE_PUBLISH_TOKEN. Re-publishing unchanged files is a no-op (same versions).
+DIST/manifest.json is the dist manifest (spartan_formats.dist_manifest), read and validated before anything is sent.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
+from spartan_formats import FormatError
+from spartan_formats.digest import sha256_file
+from spartan_formats.dist_manifest import backbone_description, load_dist_manifest
 
 
 class PublishError(Exception):
@@ -30,11 +34,6 @@ class BundleFile:
     local: Path
     sha256: str
     size: int
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _checked(dist: Path, rel: str, sha: str | None, size: int | None) -> Path:
@@ -52,28 +51,14 @@ def read_export(dist: str | Path, targets: list[str] | None = None) -> Iterator[
     """Yield ("backbone", target, (body, [BundleFile])) then ("memory", target, (task, Path, sha)) per file."""
     dist = Path(dist)
     try:
-        manifest = json.loads((dist / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise PublishError(f"{dist}/manifest.json is missing or not JSON: {e}") from None
-    if manifest.get("format_version") not in (1, 2):  # 2 adds program inputs with defaults (docs/formats.md)
-        raise PublishError(f"manifest format_version {manifest.get('format_version')!r}; this publisher reads 1, 2")
-    bb = manifest["backbone"]
-    chosen = [t for t in manifest.get("targets", {}) if targets is None or t in targets]
+        manifest = load_dist_manifest(dist)
+    except FormatError as e:
+        raise PublishError(f"{dist}/manifest.json: {e}") from None
+    chosen = [t for t in manifest["targets"] if targets is None or t in targets]
     for target in chosen:
-        spec = manifest["targets"][target]
-        files = []
-        for f in spec["files"]:
-            local = _checked(dist, f["path"], f["sha256"], f["bytes"])
-            rel = f["path"][len(target) + 1:] if f["path"].startswith(target + "/") else f["path"]
-            files.append(BundleFile(rel, local, f["sha256"], f["bytes"]))
-        body = {k: bb[k] for k in ("id", "fingerprint", "hidden_size", "num_layers", "memory_shape",
-                                   "max_seq_length", "max_labels", "layernorms") if k in bb}
-        for k in ("inputs", "outputs", "quantize", "tokenizer"):
-            if k in spec:
-                body[k] = spec[k]
-        program = spec.get("program", "")
-        body["program"] = program[len(target) + 1:] if program.startswith(target + "/") else program
-        body["files"] = [{"path": f.path, "sha256": f.sha256, "bytes": f.size} for f in files]
+        body = backbone_description(manifest, target)
+        files = [BundleFile(b["path"], _checked(dist, f["path"], f["sha256"], f["bytes"]), f["sha256"], f["bytes"])
+                 for b, f in zip(body["files"], manifest["targets"][target]["files"], strict=True)]
         yield "backbone", target, (body, files)
     for task, t in sorted(manifest.get("tasks", {}).items()):
         for target in chosen:
@@ -149,17 +134,35 @@ def publish_local(dist: str | Path, targets: list[str] | None = None, log=print)
     return results
 
 
+@click.command("gc")
+@click.option("--min-age-s", default=3600.0, show_default=True,
+              help="keep younger blobs (uploads of a bundle that is being registered right now)")
+@click.option("--dry-run", is_flag=True, help="only list what would be deleted")
+def gc_command(min_age_s: float, dry_run: bool) -> None:
+    """Delete stored blobs that no registry row (of any version) names. Meant for a quiet moment: a blob re-used
+    by a publish while gc runs is kept by its refreshed age, but run it when nobody publishes to be sure."""
+    from . import registry
+    from .db import get_db, get_store
+
+    removed = get_store().gc(registry.referenced_blobs(get_db()), min_age_s, dry_run)
+    for sha in removed:
+        click.echo(("would delete " if dry_run else "deleted ") + sha)
+    click.echo(f"{len(removed)} unreferenced blob(s) {'found' if dry_run else 'deleted'}")
+
+
 @click.command("publish")
 @click.argument("dist", type=click.Path(exists=True, file_okay=False))
 @click.option("--target", "targets", multiple=True, help="only these targets (default: all in the manifest)")
 def publish_command(dist: str, targets: tuple[str, ...]) -> None:
     """Publish an export folder into this server's registry and blob store."""
-    from .validate import Invalid
+    from .errors import ApiError
 
     try:
         publish_local(dist, list(targets) or None, log=click.echo)
-    except (PublishError, Invalid) as e:
+    except PublishError as e:
         raise click.ClickException(str(e)) from None
+    except ApiError as e:
+        raise click.ClickException(e.message + (f" [{e.extra['code']}]" if "code" in e.extra else "")) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,11 @@ DEFAULTS: dict = {
     "MAX_MEMORY_BYTES": 64 * 1024 * 1024,
     # Backbone files (.pte, .mlpackage.zip) are ~100 MB; uploads are streamed to disk, never held in memory.
     "MAX_BLOB_BYTES": 4 * 1024 * 1024 * 1024,
+    # Any other request body (the JSON of POST /backbone/<target> is a few KB).
+    "MAX_JSON_BYTES": 1024 * 1024,
+    # Wrong publish tokens allowed per client address and window before 429 (demo_server/auth.py).
+    "AUTH_MAX_FAILURES": 10,
+    "AUTH_WINDOW_S": 60,
     # Defaults to <instance>/blobs and <instance>/registry.sqlite3 when left None.
     "BLOB_DIR": None,
     "DATABASE": None,

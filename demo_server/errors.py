@@ -5,11 +5,18 @@ from __future__ import annotations
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from spartan_formats import FormatError
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, **extra) -> None:
         super().__init__(message)
         self.status, self.message, self.extra = status, message, extra
+
+
+def from_format_error(e: FormatError, status: int = 400, **extra) -> ApiError:
+    """A refused file or document: 4xx with the format's error code (docs/formats.md) in the body."""
+    return ApiError(status, e.message, code=e.code, **extra)
 
 
 def _json(status: int, name: str, message: str, **extra):
@@ -22,10 +29,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError):
         names = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
-                 411: "length_required", 413: "too_large"}
+                 411: "length_required", 413: "too_large", 429: "too_many_requests"}
         resp = _json(e.status, names.get(e.status, "error"), e.message, **e.extra)
         if e.status == 401:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="spartan-edge"'
+        if "retry_after" in e.extra:
+            resp.headers["Retry-After"] = str(e.extra["retry_after"])
         return resp
 
     @app.errorhandler(HTTPException)

@@ -1,34 +1,27 @@
-"""Publishing endpoints (bearer token) and the service functions the local CLI shares with them."""
+"""Publishing endpoints (bearer token) and the service functions the local CLI shares with them.
+
+Everything an upload claims is checked by spartan_formats (the one definition of each format): a refused upload
+is a 4xx whose body carries the format's error `code` (docs/formats.md) and nothing visible changes.
+"""
 
 from __future__ import annotations
-
-import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import ClientDisconnected
 
+from spartan_formats import FormatError
+from spartan_formats.backbone import check_against, read_backbone
+from spartan_formats.memory import read_memory
+from spartan_formats.names import is_sha256
+
 from . import registry
-from .api import check_target, check_task
-from .blobstore import SHA256_RE, IncompleteUpload, StagedBlob, TooLarge
+from .api import check_target, check_task, send_blob
+from .auth import require_token
+from .blobstore import IncompleteUpload, StagedBlob, TooLarge
 from .db import get_db, get_store
-from .errors import ApiError
-from .validate import FINGERPRINT_RE, Invalid, memory_metadata, validate_bundle_files, validate_memory
+from .errors import ApiError, from_format_error
 
 bp = Blueprint("publish", __name__)
-
-BACKBONE_META_KEYS = ("id", "hidden_size", "num_layers", "memory_shape", "max_seq_length", "max_labels",
-                      "program", "inputs", "outputs", "quantize", "tokenizer")
-
-
-def require_token() -> None:
-    token = current_app.config.get("PUBLISH_TOKEN")
-    if not token:
-        raise ApiError(403, "publishing is disabled on this server (no publish token configured)")
-    auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer "):
-        raise ApiError(401, "publishing needs 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(auth[7:].strip().encode(), str(token).encode()):
-        raise ApiError(401, "wrong publish token")
 
 
 def stage_body(max_bytes: int) -> StagedBlob:
@@ -49,18 +42,23 @@ def publish_memory(staged: StagedBlob, task: str, target: str, claimed_sha256: s
     nothing visible changes."""
     try:
         if claimed_sha256 is not None and claimed_sha256 != staged.sha256:
-            raise Invalid(f"sha256 mismatch: client claimed {claimed_sha256}, body is {staged.sha256}")
-        data = staged.read_bytes()
-        fp = memory_metadata(data).get("backbone_fingerprint")
-        if not isinstance(fp, str) or not FINGERPRINT_RE.match(fp):
-            raise Invalid("metadata has no valid backbone_fingerprint")
+            raise ApiError(400, f"sha256 mismatch: client claimed {claimed_sha256}, body is {staged.sha256}")
+        try:
+            meta = read_memory(staged.read_bytes(), task=task).meta
+        except FormatError as e:
+            raise from_format_error(e) from None
+        fp = meta["backbone_fingerprint"]
         conn = get_db()
         backbone = registry.latest_backbone(conn, target, fp)
         if backbone is None:
             known = registry.latest_backbone(conn, target)
-            raise Invalid(f"memory is for backbone {fp}, which is not published for {target}", status=409,
-                          memory_backbone=fp, server_backbone=known["fingerprint"] if known else None)
-        meta = validate_memory(data, task, backbone)
+            raise ApiError(409, f"memory is for backbone {fp}, which is not published for {target}",
+                           code="fingerprint_mismatch", memory_backbone=fp,
+                           server_backbone=known["fingerprint"] if known else None)
+        try:
+            check_against(meta, read_backbone(backbone))
+        except FormatError as e:
+            raise from_format_error(e) from None
     except BaseException:
         staged.discard()
         raise
@@ -69,32 +67,20 @@ def publish_memory(staged: StagedBlob, task: str, target: str, claimed_sha256: s
     return registry.add_memory(get_db(), task, target, sha, staged.size, meta["dtype"], fp, keep)
 
 
-def register_backbone(target: str, body: dict) -> dict:
+def register_backbone(target: str, body: object) -> dict:
     """Register a bundle whose files were uploaded as blobs already."""
-    if not isinstance(body, dict):
-        raise Invalid("body must be a JSON object")
-    fp = body.get("fingerprint")
-    if not isinstance(fp, str) or not FINGERPRINT_RE.match(fp):
-        raise Invalid("fingerprint is missing or malformed")
-    files = validate_bundle_files(body.get("files"))
+    try:
+        bb = read_backbone(body, "bundle description")
+    except FormatError as e:
+        raise from_format_error(e) from None
     store = get_store()
-    for f in files:
+    for f in bb["files"]:
         if not store.exists(f["sha256"]):
-            raise Invalid(f"file {f['path']} (sha256 {f['sha256'][:12]}…) was not uploaded", status=409)
+            raise ApiError(409, f"file {f['path']} (sha256 {f['sha256'][:12]}…) was not uploaded")
         if store.size(f["sha256"]) != f["bytes"]:
-            raise Invalid(f"file {f['path']} is {store.size(f['sha256'])} bytes, not {f['bytes']}")
-    shape = body.get("memory_shape")
-    if not isinstance(shape, dict) or not all(isinstance(shape.get(k), int) and shape[k] > 0
-                                              for k in ("num_layers", "num_parents", "num_children", "hidden_size")):
-        raise Invalid("memory_shape needs positive integers num_layers, num_parents, num_children, hidden_size")
-    if body.get("program") not in {f["path"] for f in files}:
-        raise Invalid("program must name one of the bundle's files")
-    meta = {k: body[k] for k in BACKBONE_META_KEYS if k in body}
-    return registry.add_backbone(get_db(), target, fp, meta, files)
-
-
-def _invalid(e: Invalid) -> ApiError:
-    return ApiError(e.status, str(e), **e.extra)
+            raise ApiError(400, f"file {f['path']} is {store.size(f['sha256'])} bytes, not {f['bytes']}")
+    meta = {k: v for k, v in bb.items() if k not in ("fingerprint", "files")}
+    return registry.add_backbone(get_db(), target, bb["fingerprint"], meta, bb["files"])
 
 
 @bp.post("/memories/<task>")
@@ -103,13 +89,10 @@ def upload_memory(task: str):
     check_task(task)
     target = check_target(request.args.get("target"))
     claimed = request.headers.get("X-Content-SHA256", "").lower()
-    if not SHA256_RE.match(claimed):
+    if not is_sha256(claimed):
         raise ApiError(400, "header X-Content-SHA256 (hex sha256 of the body) is required")
     staged = stage_body(current_app.config["MAX_MEMORY_BYTES"])
-    try:
-        entry = publish_memory(staged, task, target, claimed)
-    except Invalid as e:
-        raise _invalid(e) from None
+    entry = publish_memory(staged, task, target, claimed)
     created = entry.pop("created")
     return jsonify({k: entry[k] for k in ("task", "target", "version", "sha256", "bytes", "backbone_fingerprint")}
                    | {"created": created}), 201 if created else 200
@@ -117,19 +100,20 @@ def upload_memory(task: str):
 
 @bp.route("/blobs/<sha256>", methods=["HEAD"])
 def head_blob(sha256: str):
+    """Whether a blob is stored, with its real Content-Length (a HEAD of the file itself)."""
     require_token()
-    if not SHA256_RE.match(sha256):
+    if not is_sha256(sha256):
         raise ApiError(400, "not a sha256")
     if not get_store().exists(sha256):
         raise ApiError(404, "no such blob")
-    return "", 200, {"Content-Length": str(get_store().size(sha256))}
+    return send_blob(sha256, sha256, None)
 
 
 @bp.put("/blobs/<sha256>")
 def put_blob(sha256: str):
     """Upload one backbone bundle file, named by its sha256 (checked). Not visible until a bundle names it."""
     require_token()
-    if not SHA256_RE.match(sha256):
+    if not is_sha256(sha256):
         raise ApiError(400, "blob name must be the lowercase hex sha256 of the body")
     staged = stage_body(current_app.config["MAX_BLOB_BYTES"])
     if staged.sha256 != sha256:
@@ -144,10 +128,9 @@ def upload_backbone(target: str):
     require_token()
     check_target(target)
     body = request.get_json(silent=True)
-    try:
-        entry = register_backbone(target, body)
-    except Invalid as e:
-        raise _invalid(e) from None
+    if body is None:
+        raise ApiError(400, "body must be a JSON object (Content-Type: application/json)", code="not_json")
+    entry = register_backbone(target, body)
     created = entry.pop("created")
     return jsonify({"target": target, "version": entry["version"], "fingerprint": entry["fingerprint"],
                     "created": created}), 201 if created else 200

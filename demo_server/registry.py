@@ -64,6 +64,19 @@ def _memory(row: sqlite3.Row | None) -> dict | None:
             "backbone_fingerprint": row["backbone_fingerprint"], "published_at": row["published_at"]}
 
 
+def get_backbone(conn: sqlite3.Connection, target: str, version: int) -> dict | None:
+    return _backbone(conn.execute("SELECT * FROM backbones WHERE target=? AND version=?",
+                                  (target, version)).fetchone())
+
+
+def referenced_blobs(conn: sqlite3.Connection) -> set[str]:
+    """Every sha256 a registry row names (all versions: old versions stay downloadable)."""
+    shas = {r[0] for r in conn.execute("SELECT sha256 FROM memories")}
+    for (files,) in conn.execute("SELECT files FROM backbones"):
+        shas.update(f["sha256"] for f in json.loads(files))
+    return shas
+
+
 def latest_backbone(conn: sqlite3.Connection, target: str, fingerprint: str | None = None) -> dict | None:
     if fingerprint:
         row = conn.execute("SELECT * FROM backbones WHERE target=? AND fingerprint=? ORDER BY version DESC LIMIT 1",

@@ -6,9 +6,9 @@
 
 The head is zero-padded to the bundle's `max_labels` rows so one program (fixed input shapes) serves tasks with any
 number of outputs up to that; the device reads the first `num_outputs` logits. A plain task (linear head, frozen
-LayerNorms) writes exactly the five tensors of format_version 1, byte for byte as before; a program input the file
-lacks comes from the bundle's defaults file (`defaults.safetensors`, written once per target). A task with extra
-tensors is format_version 2, so a reader that only knows version 1 refuses it instead of running it without its
+LayerNorms) writes exactly the five tensors of format_version 1, byte for byte as before; on the recipe program, an
+input the file lacks comes from the bundle's defaults file (`defaults.safetensors`, once per target). A task with
+extra tensors is format_version 2, so a reader that only knows version 1 refuses it instead of running it without its
 LayerNorms or hidden layer. The header key "spartan_edge_memory" holds JSON (documented in docs/formats.md) that a
 server can check with numpy alone.
 """
@@ -35,39 +35,49 @@ DEFAULTS_FILE = "defaults.safetensors"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-def memory_shape(task_model, meta: dict) -> MemoryShape:
-    """The memory shape of a loaded SPARTAN TaskModel."""
-    cfg = task_model.delta[0].config
-    return MemoryShape(num_layers=len(task_model.delta), num_parents=cfg.num_parents, num_children=cfg.num_children,
-                       top_k=cfg.top_k, temperature=float(cfg.temperature), hidden_size=meta["backbone"]["hidden_size"])
+def memory_shape(meta: dict) -> MemoryShape:
+    """The memory shape of a SPARTAN task artifact, from its metadata (pipeline.read_metadata)."""
+    return MemoryShape.from_options(meta["options"], meta["backbone"]["num_layers"], meta["backbone"]["hidden_size"])
 
 
-def task_tensors(task_model, max_labels: int) -> dict[str, torch.Tensor]:
-    """Stack the per-layer memories and pad the head to `max_labels` rows (fp32); with the task's own LayerNorms
-    (ln_weight/ln_bias, backbone module order) and MLP hidden layer (head_dense_*, head_skip 0) where it has them."""
-    mems = list(task_model.delta)
-    mlp = getattr(task_model, "head_kind", "linear") == "mlp"
-    out = task_model.head.out_proj if mlp else task_model.head
-    w, b = out.weight.detach(), out.bias.detach()
+def memory_tensors(artifact: dict[str, torch.Tensor], meta: dict, max_labels: int,
+                   layernorms: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """A SPARTAN artifact's tensors (pipeline.artifact.read_tensors: `delta.<layer>.P|K|Vt`, `head.weight|bias`) as
+    the memory file's tensors: the layers stacked, the head zero-padded to `max_labels` rows, fp32. A task with its
+    own LayerNorms (`backbone.<name>.weight|bias`) adds ln_weight/ln_bias, rows in `layernorms` order (the bundle's
+    backbone.layernorms); one with an MLP head (`head.dense.*`, `head.out_proj.*`) adds head_dense_* and head_skip 0.
+
+    The values are the artifact's, unchanged: no model is built."""
+    task = meta["task"]["name"]
+    n = meta["backbone"]["num_layers"]
+    mlp = meta.get("head", "linear") == "mlp"
+    out = "head.out_proj" if mlp else "head"
+    w, b = artifact[f"{out}.weight"], artifact[f"{out}.bias"]
     if w.shape[0] > max_labels:
-        raise UserError(f"task {task_model.task.name} has {w.shape[0]} outputs; this export allows at most "
-                        f"{max_labels} (raise --max-labels)")
+        raise UserError(f"task {task} has {w.shape[0]} outputs; this export allows at most {max_labels} "
+                        "(raise --max-labels)")
+    try:
+        P, K, Vt = (torch.stack([artifact[f"delta.{i}.{name}"] for i in range(n)]) for name in ("P", "K", "Vt"))
+    except KeyError as e:
+        raise UserError(f"task {task}: the artifact lacks the memory tensor {e.args[0]}") from None
     pad = max_labels - w.shape[0]
     tensors = {
-        "P": torch.stack([m.P.detach() for m in mems]).float().contiguous(),
-        "K": torch.stack([m.K.detach() for m in mems]).float().contiguous(),
-        "Vt": torch.stack([m.Vt.detach() for m in mems]).float().contiguous(),
-        "head_weight": torch.cat([w.float(), w.new_zeros(pad, w.shape[1])]).contiguous(),
-        "head_bias": torch.cat([b.float(), b.new_zeros(pad)]).contiguous(),
+        "P": P.float().contiguous(), "K": K.float().contiguous(), "Vt": Vt.float().contiguous(),
+        "head_weight": torch.cat([w.float(), w.new_zeros(pad, w.shape[1]).float()]).contiguous(),
+        "head_bias": torch.cat([b.float(), b.new_zeros(pad).float()]).contiguous(),
     }
-    if task_model.options.get("train_layernorms"):
-        lns = [m for m in task_model.backbone.modules() if isinstance(m, torch.nn.LayerNorm)]
-        tensors["ln_weight"] = torch.stack([m.weight.detach() for m in lns]).float().contiguous()
-        tensors["ln_bias"] = torch.stack([m.bias.detach() for m in lns]).float().contiguous()
+    if meta["options"].get("train_layernorms"):
+        if not layernorms:
+            raise UserError(f"task {task} has its own LayerNorms, but this bundle's program takes none as inputs")
+        try:
+            for part in ("weight", "bias"):
+                tensors[f"ln_{part}"] = torch.stack([artifact[f"backbone.{ln}.{part}"] for ln in layernorms]) \
+                    .float().contiguous()
+        except KeyError as e:
+            raise UserError(f"task {task}: the artifact lacks the LayerNorm tensor {e.args[0]}") from None
     if mlp:
-        dense = task_model.head.dense
-        tensors["head_dense_weight"] = dense.weight.detach().float().contiguous()
-        tensors["head_dense_bias"] = dense.bias.detach().float().contiguous()
+        tensors["head_dense_weight"] = artifact["head.dense.weight"].float().contiguous()
+        tensors["head_dense_bias"] = artifact["head.dense.bias"].float().contiguous()
         tensors["head_skip"] = torch.zeros(1)
     return tensors
 
@@ -76,7 +86,7 @@ def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str,
                   tensors: dict[str, torch.Tensor] | None = None) -> dict:
     """The header JSON. Given the tensors, a task with recipe tensors gets format_version 2 and says which."""
     task = meta["task"]
-    recipe = sorted(n for n in (tensors or {}) if n in RECIPE_INPUTS)
+    recipe = [n for n in RECIPE_INPUTS if n in (tensors or {})]
     header = {
         "format_version": RECIPE_FORMAT_VERSION if recipe else MEMORY_FORMAT_VERSION,
         "task": task["name"],
@@ -92,7 +102,7 @@ def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str,
     if recipe:
         header["head"] = meta.get("head", "linear")
         header["train_layernorms"] = "ln_weight" in recipe
-        header["tensors"] = [*MEMORY_INPUTS, *(n for n in RECIPE_INPUTS if n in recipe)]
+        header["tensors"] = [*MEMORY_INPUTS, *recipe]
     return header
 
 
@@ -115,7 +125,7 @@ def read_memory(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def write_defaults(path: Path, defaults: dict[str, torch.Tensor], layernorms: list[str]) -> Path:
-    """The bundle's defaults file: what a program input gets when the task's memory file does not hold it."""
+    """The recipe bundle's defaults file: what a program input gets when the task's memory file does not hold it."""
     header = {"format_version": 1, "layernorms": layernorms}
     save_file({k: v.float().contiguous() for k, v in defaults.items()}, str(path),
               metadata={DEFAULTS_METADATA_KEY: json.dumps(header, sort_keys=True)})

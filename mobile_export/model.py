@@ -5,19 +5,18 @@
                                                  head_dense_bias, head_skip) -> logits
 
 One lowered program therefore serves every task with the same memory shape: a task is just five tensors. The recipe
-program (what the bundle ships) also takes the backbone's LayerNorms and an MLP head as inputs, so tasks trained with
-`--train-layernorms` and/or `--head mlp` share it; a task that does not have them is fed the bundle's defaults
-(`input_defaults`: the backbone's own LayerNorms, a zero hidden layer and head_skip 1), which give exactly the plain
-program's function. The memory
-math is pipeline/spartan/layer.py's dense form with the same top-k rule (ties go to the lower index). Two spellings:
-`spartan_dense` (pipeline's ops: comparisons, masked_fill; what Core ML gets) and `spartan_delegated` (the Android
-program: every op one XNNPACK delegates, the top-k as exact arithmetic). Both equal the eager TaskModel up to fp32
+program (exported when a bundle holds a task trained with `--train-layernorms` and/or `--head mlp`) also takes the
+backbone's LayerNorms and an MLP head as inputs, so such tasks share one program; a task that does not have them is
+fed the bundle's defaults (`input_defaults`: the backbone's own LayerNorms, a zero hidden layer and head_skip 1),
+which give exactly the plain program's function. The memory
+math is pipeline/spartan/layer.py's `dense_read` with its top-k rule (ties go to the lower index). Two spellings:
+`spartan_dense` (pipeline's dense_read itself; what Core ML gets) and `spartan_delegated` (the Android program:
+every op one XNNPACK delegates, the top-k as exact arithmetic). Both equal the eager TaskModel up to fp32
 rounding, except where a token's k-th and (k+1)-th parent logits are a near-tie (see mobile_export/parity.py).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -26,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.backbone import encoder_layers
+from pipeline.backbone import encoder_layers, mean_pool, takes_token_types
+from pipeline.spartan.layer import dense_read
+from pipeline.spartan.model import residual_hook
 
 from .encoder import FastLayerNorm, additive_mask, decompose_layernorms, encoder_layer, supports_fast_encoder
 
@@ -41,6 +42,12 @@ class MemoryShape:
     top_k: int
     temperature: float
     hidden_size: int
+
+    @classmethod
+    def from_options(cls, options: dict, num_layers: int, hidden_size: int) -> MemoryShape:
+        """From SPARTAN options (SpartanConfig.to_dict(), an artifact's "options") and the backbone's size."""
+        return cls(num_layers=num_layers, num_parents=options["num_parents"], num_children=options["num_children"],
+                   top_k=options["top_k"], temperature=float(options["temperature"]), hidden_size=hidden_size)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,30 +75,12 @@ def layernorm_names(backbone: nn.Module) -> list[str]:
     return [n for n, m in backbone.named_modules() if isinstance(m, (nn.LayerNorm, FastLayerNorm))]
 
 
-def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """The k largest entries along the last dim, ties to the lower index (same rule as pipeline's top_k_mask)."""
-    n = logits.shape[-1]
-    if k >= n:
-        return torch.ones_like(logits, dtype=torch.bool)
-    other, this = logits.unsqueeze(-2), logits.unsqueeze(-1)
-    lower = torch.ones(n, n, dtype=torch.bool).tril(-1)  # [i, j] = j < i
-    # logical_* rather than | and &: Core ML's converter has no bitwise ops on bools
-    beats = torch.logical_or(other > this, torch.logical_and(other == this, lower))
-    return beats.sum(-1) < k
-
-
 def spartan_dense(h: torch.Tensor, P: torch.Tensor, K: torch.Tensor, Vt: torch.Tensor, shape: MemoryShape):
     """One memory read for hidden states h [..., H]; P [E,H], K [E*C,H], Vt [H,E*C] in linear layout.
 
-    The reference form (pipeline's math, op for op); `spartan_delegated` is what the exported program runs.
-    """
-    parent_logits = F.linear(h, P)
-    keep = top_k_mask(parent_logits, shape.top_k)
-    parent_w = torch.softmax(parent_logits.masked_fill(torch.logical_not(keep), float("-inf")), dim=-1)
-    child_logits = F.linear(h, K) / shape.temperature
-    child_w = torch.softmax(child_logits.unflatten(-1, (shape.num_parents, shape.num_children)), dim=-1)
-    weights = (parent_w.unsqueeze(-1) * child_w).flatten(-2)
-    return F.linear(weights, Vt)
+    The reference form: pipeline's dense_read on the runtime memory tensors. `spartan_delegated` is what the
+    Android program runs."""
+    return dense_read(F.linear(h, P), F.linear(h, K), Vt, shape.top_k, shape.temperature)
 
 
 # The exported program's memory read: only ops XNNPACK delegates, and no reshapes (each op in the delegate costs a few
@@ -165,15 +154,6 @@ def spartan_fused(h: torch.Tensor, scores_w: torch.Tensor, Vt: torch.Tensor, k: 
     inv_child_w = F.linear(torch.exp(torch.clamp(F.linear(scores, k["child_diff_scores"]), max=_EXP_MAX)),
                            k["child_sum"])
     return F.linear(F.linear(parent_w, k["expand"]) / inv_child_w, Vt)
-
-
-def takes_token_types(backbone: nn.Module) -> bool:
-    """Whether the encoder has token type embeddings. Asks the embeddings module: AdapterHub's `adapters.init`
-    wraps the model's forward in (*args, **kwargs), which hides the parameter from the model's signature."""
-    embeddings = getattr(backbone, "embeddings", None)
-    if embeddings is not None and hasattr(embeddings, "token_type_embeddings"):
-        return getattr(embeddings.token_type_embeddings, "num_embeddings", 0) > 1
-    return "token_type_ids" in inspect.signature(backbone.forward).parameters
 
 
 class EdgeModel(nn.Module):
@@ -260,7 +240,7 @@ class EdgeModel(nn.Module):
     def coreml_ops(self) -> Iterator[EdgeModel]:
         """Within: the memory and LayerNorm as pipeline writes them (comparison top-k, native layer_norm).
 
-        For Core ML: it has layer_norm and comparison ops, and computes in fp16, where top_k_keep's 2^64 scaling
+        For Core ML: it has layer_norm and comparison ops, and computes in fp16, where top_k_drop's 2^64 scaling
         would overflow. Same function; only the op choice differs."""
         lns = [m for m in self.modules() if isinstance(m, FastLayerNorm)]
         self.xnnpack_ops = False
@@ -274,15 +254,13 @@ class EdgeModel(nn.Module):
                 m.decompose = True
 
     def _hook(self, i: int):
-        def hook(module: nn.Module, args: tuple, output):
+        def delta(hidden: torch.Tensor) -> torch.Tensor | None:
             if self._memory is None:
-                return output
+                return None
             P, K, Vt = self._memory
-            hidden = output if isinstance(output, torch.Tensor) else output[0]
-            hidden = hidden + spartan_dense(hidden, P[i], K[i], Vt[i], self.shape)
-            return hidden if isinstance(output, torch.Tensor) else (hidden,) + tuple(output[1:])
+            return spartan_dense(hidden, P[i], K[i], Vt[i], self.shape)
 
-        return hook
+        return residual_hook(delta)
 
     def token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         # BERT pairs are "[CLS] a [SEP] b [SEP]": type 1 starts after the first [SEP]. Padding gets 1 here and 0 from
@@ -336,10 +314,7 @@ class EdgeModel(nn.Module):
                 head_skip: torch.Tensor | None = None) -> torch.Tensor:
         input_ids, attention_mask = input_ids.to(torch.int64), attention_mask.to(torch.int64)  # Core ML feeds int32
         with self.task_layernorms(ln_weight, ln_bias):
-            hidden = self.encode(input_ids, attention_mask, P, K, Vt)
-        mask = attention_mask.to(hidden.dtype).view(hidden.shape[0], 1, -1)  # [B, 1, S]
-        count = mask.sum(-1, keepdim=True).clamp(min=1.0)  # [B, 1, 1]
-        pooled = (torch.bmm(mask, hidden) / count).view(hidden.shape[0], -1)  # mean over real tokens, as a bmm
+            pooled = mean_pool(self.encode(input_ids, attention_mask, P, K, Vt), attention_mask)
         if head_dense_weight is not None and head_dense_bias is not None and head_skip is not None:
             pooled = pooled * head_skip + torch.tanh(F.linear(pooled, head_dense_weight, head_dense_bias))
         return F.linear(pooled, head_weight, head_bias)

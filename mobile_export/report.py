@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from pipeline import load_task
-from pipeline.backbone import encoder_layers
+from pipeline.artifact import read_metadata, read_tensors
+from pipeline.backbone import mean_pool
 from pipeline.data import load_glue
 from pipeline.metrics import compute_metrics, primary_metric
 
 from . import android
-from .bundle import export_bundle, load_tasks
-from .memory import memory_header, memory_shape, read_memory, task_tensors, write_memory
+from .bundle import check_artifacts, export_bundle, load_checked_backbone
+from .memory import memory_header, memory_shape, memory_tensors, read_memory, write_memory
 from .parity import android_parity, bundle_defaults, encode_one, load_android, run_android
 
 
@@ -70,21 +71,20 @@ class Bare(torch.nn.Module):
         self.backbone = backbone
 
     def forward(self, input_ids, attention_mask):
-        h = self.backbone(input_ids=input_ids, attention_mask=attention_mask)[0]
-        m = attention_mask.unsqueeze(-1).to(h.dtype)
-        return (h * m).sum(1) / m.sum(1)
+        return mean_pool(self.backbone(input_ids=input_ids, attention_mask=attention_mask)[0], attention_mask)
 
 
 def latency(runs: list[str], max_len: int, work: Path, repeats: int = 30) -> dict:
     """Median ms at S=32 and S=128 for: bare backbone, memory delegated (the bundle's setting), memory not delegated."""
     from torch.export import Dim, export
 
-    from .bundle import check_artifacts
     from .model import EdgeModel
 
-    backbone, tokenizer, tasks = load_tasks(check_artifacts(runs[:1]))
-    memory = task_tensors(tasks[0].model, 8)
-    model = EdgeModel(backbone, tasks[0].shape, tokenizer.sep_token_id)
+    path, meta = check_artifacts(runs[:1])[0]
+    backbone, tokenizer = load_checked_backbone(meta)
+    memory = memory_tensors(read_tensors(path), meta, 8)
+    model = EdgeModel(backbone, memory_shape(meta), tokenizer.sep_token_id)
+    bare_backbone = copy.deepcopy(backbone)  # with EdgeModel's LayerNorms, as the memory program has them
     ep = android.export_program(model, 8, max_len)
     programs, delegation = {}, {}
     for name, flag in (("memory_inputs_delegated", True), ("memory_inputs_not_delegated", False)):
@@ -92,9 +92,6 @@ def latency(runs: list[str], max_len: int, work: Path, repeats: int = 30) -> dic
         delegation[name] = android.delegation_summary(edge)
         programs[name] = (work / f"{name}.pte", True)
         programs[name][0].write_bytes(edge.to_executorch().buffer)
-    bare_backbone = copy.deepcopy(backbone)
-    for layer in encoder_layers(bare_backbone):
-        layer._forward_hooks.clear()  # the copy carries EdgeModel's memory hooks
     seq = Dim("seq", min=2, max=max_len)
     ids = torch.full((1, 8), 1000)
     bare_ep = export(Bare(bare_backbone), (ids, torch.ones_like(ids)), dynamic_shapes=({1: seq}, {1: seq}),
@@ -159,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         tokenizer = AutoTokenizer.from_pretrained(str(work / "fp32" / "android"))
         fp32_prog, int8_prog = load_android(work / "fp32"), load_android(work / "int8")
-        defaults = bundle_defaults(work / "fp32")
+        defaults = bundle_defaults(work / "fp32")  # None for a plain program
         for run in args.memories:
             model, _, meta = load_task(run)
             name = meta["task"]["name"]
@@ -172,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             int8_metric = dev_metric(int8_prog, tokenizer, mem, data.validation, data.metric, args.max_seq_length,
                                      defaults)
             max_labels = manifest["backbone"]["max_labels"]
-            tensors = task_tensors(model, max_labels)
+            tensors = memory_tensors(read_tensors(run), read_metadata(run), max_labels,
+                                     manifest["backbone"].get("layernorms"))
             half = write_memory(work / f"{name}.fp16.safetensors", tensors,
-                                memory_header(meta, memory_shape(model, meta), max_labels, "fp16", tensors))
+                                memory_header(meta, memory_shape(meta), max_labels, "fp16", tensors))
             report["tasks"][name] = {
                 "artifact": str(run), "dev_examples": len(data.validation), "metric": primary_metric(data.metric),
                 "artifact_metric_eager_batched": meta["metrics"],

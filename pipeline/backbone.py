@@ -1,9 +1,11 @@
-"""Loading the frozen encoder, finding its layers, and fingerprinting its exact weights."""
+"""The frozen encoder: loading it, finding its layers, whether it takes token types, mean pooling its output, and
+fingerprinting its exact weights."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 from pathlib import Path
 
 import torch
@@ -53,6 +55,25 @@ def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
         if isinstance(module, nn.ModuleList) and len(module) == n:
             return module
     raise UserError(f"cannot find the {n} encoder layers of {type(backbone).__name__}; this encoder is not supported")
+
+
+def takes_token_types(backbone: nn.Module) -> bool:
+    """Whether the encoder has token type embeddings (sentence pairs feed it token_type_ids). Asks the embeddings
+    module first: AdapterHub's `adapters.init` wraps the model's forward in (*args, **kwargs), which hides the
+    parameter from the model's signature."""
+    embeddings = getattr(backbone, "embeddings", None)
+    if embeddings is not None and hasattr(embeddings, "token_type_embeddings"):
+        return getattr(embeddings.token_type_embeddings, "num_embeddings", 0) > 1
+    return "token_type_ids" in inspect.signature(backbone.forward).parameters
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the hidden states [B, S, H] over the real tokens -> [B, H] (an all-padding row gives zeros).
+
+    Written as a bmm, which XNNPACK delegates in the exported programs; training uses the same function."""
+    mask = attention_mask.to(hidden.dtype).view(hidden.shape[0], 1, -1)  # [B, 1, S]
+    count = mask.sum(-1, keepdim=True).clamp(min=1.0)  # [B, 1, 1]
+    return (torch.bmm(mask, hidden) / count).view(hidden.shape[0], -1)
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -1,28 +1,33 @@
 """Side-by-side comparison of methods on one harness:
 `python -m pipeline.compare --tasks sst2,rte --methods spartan,houlsby,lora --few-shot 200 --seeds 3`.
 
-Every (setting, task, method, seed) cell is one `pipeline.train` run in its own process (clean peak-RSS numbers, and
-a crash loses only that cell) under RUNS/<setting>/<task>/<method>/seed<k>. A cell whose eval_results.json exists is
-finished and skipped, so the comparison resumes where it stopped. Results go to OUT/compare_<setting>.{json,md,png}.
-Learning rates come from OUT/lr_sweep_<setting>.json (written by `--lr-sweep`, which tunes on a slice held out of
-train, never on dev); methods missing there use --learning-rate. `--jobs N` trains N cells at once (on a GPU
-machine; on 2 CPU cores one at a time is fastest).
+Every (setting, task, method, seed) cell is one `pipeline.trainer.train(TrainConfig(...))` in its own fresh process
+(clean peak-RSS numbers, and a crash loses only that cell) under RUNS/<setting>/<task>/<method>/seed<k>. A cell whose
+eval_results.json exists is finished and skipped, so the comparison resumes where it stopped. Results go to
+OUT/compare_<setting>.{json,md,png}. Learning rates come from OUT/lr_sweep_<setting>.json (written by `--lr-sweep`,
+which tunes on a slice held out of train, never on dev); methods missing there use --learning-rate. `--jobs N` trains
+N cells at once (on a GPU machine; on 2 CPU cores one at a time is fastest). `--report-only` trains nothing and needs
+no data; it writes OUT only when every requested cell is finished (a table of "(not run)" never replaces committed
+results).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
+import os
 import statistics
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .data import GLUE, load_glue
+from .config import LAYERNORM_METHODS, METHOD_NAMES, TrainConfig
 from .errors import UserError
-from .methods import METHODS
+
+GLUE_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")  # pipeline.data.GLUE's keys; data imports torch
 
 PRIMARY = {"sst2": "eval_accuracy", "mrpc": "eval_combined_score", "rte": "eval_accuracy",
            "cola": "eval_matthews_correlation", "stsb": "eval_combined_score"}
@@ -36,7 +41,7 @@ DEFAULT_GRID = [3e-4, 1e-3, 3e-3, 1e-2]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline.compare", description=__doc__.split("\n")[0])
     p.add_argument("--tasks", default="sst2,mrpc,rte,cola,stsb")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(METHOD_NAMES))
     p.add_argument("--few-shot", type=int, default=None)
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--seeds", type=int, default=1)
@@ -79,42 +84,63 @@ def setting_name(args: argparse.Namespace) -> str:
     return name + ("_authors" if getattr(args, "recipe", "plain") == "authors" else "")
 
 
-LAYERNORM_METHODS = ("spartan", "houlsby", "pfeiffer")  # whose papers train the LayerNorms with the method
-
-
-def recipe_argv(args: argparse.Namespace, method: str) -> list[str]:
+def recipe_overrides(args: argparse.Namespace, method: str) -> dict:
+    """A cell's TrainConfig fields for --recipe authors: the MLP head, and trainable LayerNorms where the method's
+    paper trains them."""
     if getattr(args, "recipe", "plain") != "authors":
-        return []
-    return ["--head", "mlp"] + (["--train-layernorms"] if method in LAYERNORM_METHODS else [])
+        return {}
+    return {"head": "mlp", **({"train_layernorms": True} if method in LAYERNORM_METHODS else {})}
 
 
-def run_cells(jobs: list[tuple[Path, list[str]]], args: argparse.Namespace) -> list[dict]:
-    """Run cells (in order, `--jobs` at a time); results come back in the order given."""
-    train = not args.report_only
-    if args.jobs <= 1 or not train:
-        return [run_cell(cell, argv, train) for cell, argv in jobs]
-    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the cells' processes
-        return list(pool.map(lambda job: run_cell(*job, train), jobs))
+def run_cells(jobs: list[TrainConfig], args: argparse.Namespace) -> list[dict]:
+    """Run cells (`--jobs` at a time, each in a fresh process); results come back in the order given."""
+    if args.report_only:
+        return [cell_result(cfg) for cfg in jobs]
+    todo = [cfg for cfg in jobs if not (Path(cfg.output_dir) / "eval_results.json").exists()]
+    if todo:
+        ctx = multiprocessing.get_context("spawn")  # no torch state inherited; one process per cell
+        with ProcessPoolExecutor(max(1, args.jobs), mp_context=ctx, max_tasks_per_child=1) as pool:
+            futures = [(cfg, time.time(), pool.submit(train_quietly, cfg)) for cfg in todo]
+            for cfg, t0, future in futures:
+                try:
+                    error = future.result()
+                except Exception as e:  # a crash in the cell (its process, or a bug) loses only that cell
+                    error = f"{type(e).__name__}: {e}"
+                if error:
+                    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+                    (Path(cfg.output_dir) / "error.txt").write_text(error + "\n")
+                else:
+                    print(f"  {cfg.output_dir} done in {time.time() - t0:.0f} s", file=sys.stderr)
+    return [cell_result(cfg) for cfg in jobs]
 
 
-def run_cell(cell_dir: Path, argv: list[str], train: bool = True) -> dict:
-    """Train one cell unless it is finished; return its results (or the error)."""
+def train_quietly(cfg: TrainConfig) -> str | None:
+    """Train one cell (in a worker process) with its output silenced; the UserError message, or None."""
+    from . import quiet_toolchain
+    from .trainer import train
+
+    quiet_toolchain.install()
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        try:
+            train(cfg)
+        except UserError as e:
+            return str(e)
+    return None
+
+
+def cell_result(cfg: TrainConfig) -> dict:
+    """A cell's results, or {"error": ...} ("not run" when it has not been trained)."""
+    cell_dir = Path(cfg.output_dir)
     done = cell_dir / "eval_results.json"
-    if not done.exists() and not train:
-        return {"error": "not run"}
     if not done.exists():
-        cmd = [sys.executable, "-m", "pipeline.train", "--output-dir", str(cell_dir), "--resume", *argv]
-        t0 = time.time()
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            lines = proc.stderr.strip().splitlines()
-            return {"error": lines[-1] if lines else f"exit code {proc.returncode}"}
-        print(f"  {cell_dir} done in {time.time() - t0:.0f} s", file=sys.stderr)
+        err = cell_dir / "error.txt"
+        return {"error": err.read_text().strip() if err.exists() else "not run"}
+    (cell_dir / "error.txt").unlink(missing_ok=True)
     result = {**json.loads(done.read_text()), **json.loads((cell_dir / "train_results.json").read_text())}
-    wanted = float(argv[argv.index("--learning-rate") + 1]) if "--learning-rate" in argv else None
-    if wanted is not None and result.get("learning_rate", wanted) != wanted:
+    if result.get("learning_rate", cfg.learning_rate) != cfg.learning_rate:
         # Kept, never overwritten: a finished cell trained at another rate (e.g. before a sweep) is reported as such.
-        return {"error": f"trained at lr {result['learning_rate']:g}, not {wanted:g}; remove {cell_dir} to retrain"}
+        return {"error": f"trained at lr {result['learning_rate']:g}, not {cfg.learning_rate:g}; remove {cell_dir} "
+                         "to retrain"}
     return result
 
 
@@ -139,17 +165,15 @@ def lr_for(method: str, swept: dict, args: argparse.Namespace, task: str | None 
     return swept.get("best", {}).get(method, FALLBACK_LR.get(method, args.learning_rate))
 
 
-# Options handed to every cell's pipeline.train only when given (train's own defaults apply otherwise).
-PASSED_WHEN_SET = ["model", "data_dir", "few_shot", "max_train_samples", "device", "threads", "save_steps"]
-
-
-def common_argv(args: argparse.Namespace, task: str) -> list[str]:
-    argv = ["--task", task, "--batch-size", str(args.batch_size), "--max-seq-length", str(args.max_seq_length)]
-    for name in PASSED_WHEN_SET:
-        if value := getattr(args, name):
-            argv += ["--" + name.replace("_", "-"), str(value)]
+def cell_config(args: argparse.Namespace, cell_dir: Path, task: str, method: str, lr: float, seed: int,
+                **overrides) -> TrainConfig:
+    """One cell's TrainConfig: the comparison's shared options, TrainConfig's defaults for what was not given."""
+    given = {name: getattr(args, name) for name in ("model", "data_dir", "few_shot", "max_train_samples", "device",
+                                                    "threads", "save_steps") if getattr(args, name)}
     epochs = args.epochs if args.epochs is not None else (10 if args.few_shot else 1)
-    return argv + ["--epochs", str(epochs)]
+    return TrainConfig(output_dir=str(cell_dir), resume=True, task=task, method=method, learning_rate=lr, seed=seed,
+                       batch_size=args.batch_size, max_seq_length=args.max_seq_length, epochs=epochs,
+                       **{**given, **overrides})
 
 
 def lr_sweep(args: argparse.Namespace, methods: list[str], tasks: list[str] | None = None) -> dict:
@@ -161,13 +185,11 @@ def lr_sweep(args: argparse.Namespace, methods: list[str], tasks: list[str] | No
     grid = [(task, method, lr) for task in sweep_tasks for method in methods
             for lr in custom or SWEEP_GRID.get(method, DEFAULT_GRID)]
     jobs = []
+    extra = {"max_train_samples": args.sweep_max_train_samples} if args.sweep_max_train_samples else {}
     for task, method, lr in grid:
         cell = Path(args.runs) / f"lrsweep_{setting_name(args)}" / task / method / f"lr{lr:g}"
-        argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr),
-                                          "--holdout", str(args.holdout), "--seed", "0", *recipe_argv(args, method)]
-        if args.sweep_max_train_samples:
-            argv += ["--max-train-samples", str(args.sweep_max_train_samples)]
-        jobs.append((cell, argv))
+        jobs.append(cell_config(args, cell, task, method, lr, 0, holdout=args.holdout, **extra,
+                                **recipe_overrides(args, method)))
     results: dict[str, dict[str, dict[str, float]]] = {t: {m: {} for m in methods} for t in sweep_tasks}
     for (task, method, lr), r in zip(grid, run_cells(jobs, args), strict=True):
         results[task][method][f"{lr:g}"] = r.get(PRIMARY[task], float("nan"))
@@ -226,6 +248,11 @@ def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], ce
 def write_reports(summary: dict, out: Path) -> None:
     name = f"compare_{summary['setting']}"
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"{name}.md").write_text(render_markdown(summary))
+    plot(summary, out / f"{name}.png")
+
+
+def render_markdown(summary: dict) -> str:
     tasks = summary["tasks"]
     devices = sorted({v["device"] for row in summary["methods"].values() for v in row["tasks"].values()
                       if "device" in v})
@@ -256,8 +283,7 @@ def write_reports(summary: dict, out: Path) -> None:
                  f"{first['seconds_per_step']:.3f} | {first['peak_rss_mb']:.0f}") if first else "- | - | - | - | -"
         lines.append(f"| {method} (lr {summary['learning_rates'][method]:g}) | " + " | ".join(cells) +
                      f" | {avg} | {stats} |")
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    plot(summary, out / f"{name}.png")
+    return "\n".join(lines) + "\n"
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -288,35 +314,45 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     try:
         for m in methods:
-            if m not in METHODS:
-                raise UserError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+            if m not in METHOD_NAMES:
+                raise UserError(f"unknown method {m!r}; choose from {', '.join(METHOD_NAMES)}")
         for t in tasks:
-            if t not in GLUE:
-                raise UserError(f"unknown task {t!r}; choose from {', '.join(GLUE)}")
-            load_glue(t, args.data_dir)  # fail before training anything if a task's data is missing
+            if t not in GLUE_TASKS:
+                raise UserError(f"unknown task {t!r}; choose from {', '.join(GLUE_TASKS)}")
+        if not args.report_only:  # fail before training anything if a task's data is missing
+            from .data import load_glue
+
+            for t in tasks:
+                load_glue(t, args.data_dir)
+        if args.lr_sweep:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            lr_sweep(args, methods, tasks)
+            return 0
+        out = Path(args.out)
+        lrs = learning_rates(out, setting_name(args))
+        keys, jobs = [], []
+        for seed in range(args.seeds):  # seeds outermost: one full pass over methods gives a first comparison
+            for task in tasks:
+                for method in methods:
+                    cell = Path(args.runs) / setting_name(args) / task / method / f"seed{seed}"
+                    keys.append((task, method))
+                    jobs.append(cell_config(args, cell, task, method, lr_for(method, lrs, args, task), seed,
+                                            **recipe_overrides(args, method)))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.lr_sweep:
-        lr_sweep(args, methods, tasks)
-        return 0
-    lrs = learning_rates(out, setting_name(args))
-    keys, jobs = [], []
-    for seed in range(args.seeds):  # seeds outermost: one full pass over methods gives a first comparison
-        for task in tasks:
-            for method in methods:
-                lr = lr_for(method, lrs, args, task)
-                cell = Path(args.runs) / setting_name(args) / task / method / f"seed{seed}"
-                argv = common_argv(args, task) + ["--method", method, "--learning-rate", str(lr), "--seed", str(seed),
-                                                  *recipe_argv(args, method)]
-                keys.append((task, method))
-                jobs.append((cell, argv))
     cells: dict[tuple[str, str], list[dict]] = {}
     for key, result in zip(keys, run_cells(jobs, args), strict=True):
         cells.setdefault(key, []).append(result)
     summary = summarize(args, tasks, methods, cells)
+    not_run = sum(r.get("error") == "not run" for rs in cells.values() for r in rs)
+    if args.report_only and not_run:
+        # Never replace a committed report with a table of "(not run)": show it, write nothing.
+        print(render_markdown(summary))
+        print(f"note: {not_run} of {len(jobs)} cell(s) are not trained under {args.runs}; nothing written to "
+              f"{out} (run without --report-only to train them)", file=sys.stderr)
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
     write_reports(summary, out)
     print((out / f"compare_{summary['setting']}.md").read_text())
     failed = [f"{t}/{m}" for (t, m), rs in cells.items()

@@ -89,14 +89,15 @@ def load_glue(task: str, data_dir: str | Path | None = None) -> TaskData:
             f"unknown task {task!r}; GLUE tasks are {', '.join(GLUE)} (or use --train-file for your own data)"
         )
     t = GLUE[task]
-    roots = [Path(data_dir)] if data_dir else [d for d in (REPO_DATA, SHARED_DATA) if d.is_dir()]
+    roots = [Path(data_dir)] if data_dir else [REPO_DATA, SHARED_DATA]
     for root in roots:
         if (root / t.folder / "dev.tsv").is_file():
             break
     else:
-        where = ", ".join(str(r) for r in roots) or "(no data folder found)"
+        looked = "; ".join(f"{r / t.folder / 'dev.tsv'}{'' if r.is_dir() else f' ({r} does not exist)'}"
+                           for r in roots)
         raise UserError(
-            f"no {t.folder}/dev.tsv for task {task} under {where}; pass --data-dir pointing at a GLUE folder "
+            f"no {t.folder}/dev.tsv for task {task} (looked in: {looked}); pass --data-dir pointing at a GLUE folder "
             f"(e.g. ../shared/data/glue) or --hub to download it"
         )
     spec = TaskSpec(task, list(t.label_names), t.raw_labels is None)
@@ -117,17 +118,23 @@ def _glue_split(t: GlueTask, path: Path, task: str) -> Examples:
     with opener(path, "rt", encoding=t.encoding) as f:
         lines = f.read().split("\n")
     lines = [ln for ln in lines if ln]
+    first_line = 1 if t.columns else 2  # file line of the first example
     header = list(t.columns) if t.columns else lines.pop(0).split("\t")
     rows = []
     for i, ln in enumerate(lines):
         fields = ln.split("\t")
         if len(fields) != len(header):
-            raise UserError(f"{path} line {i + 1}: {len(fields)} tab-separated fields, expected {len(header)}")
+            raise UserError(f"{path} line {i + first_line}: {len(fields)} tab-separated fields, expected "
+                            f"{len(header)}")
         rows.append(dict(zip(header, fields, strict=True)))
-    return _to_examples(rows, t.text_a, t.text_b, t.label, t.raw_labels, f"{path}")
+    return _to_examples(rows, t.text_a, t.text_b, t.label, t.raw_labels, f"{path}", first_line)
 
 
-def _to_examples(rows: list[dict], a: str, b: str | None, label: str, raw_labels, where: str) -> Examples:
+def _to_examples(rows: list[dict], a: str, b: str | None, label: str, raw_labels, where: str,
+                 first_line: int | None = None) -> Examples:
+    """Rows -> Examples. `first_line`: the file line of rows[0], so errors name the line an editor shows (None for
+    hub splits: errors name the row index)."""
+    at = (lambda i: f"{where} line {first_line + i}") if first_line else (lambda i: f"{where} row {i}")  # noqa: E731
     if not rows:
         raise UserError(f"{where} has no examples")
     missing = [c for c in (a, b, label) if c is not None and c not in rows[0]]
@@ -140,15 +147,15 @@ def _to_examples(rows: list[dict], a: str, b: str | None, label: str, raw_labels
             try:
                 y = float("nan" if value is None else value)
             except (TypeError, ValueError):
-                raise UserError(f"{where} row {i}: regression target {value!r} is not a number") from None
+                raise UserError(f"{at(i)}: regression target {value!r} is not a number") from None
             if not math.isfinite(y):
-                raise UserError(f"{where} row {i}: regression target is missing or {y}; remove or fix that row")
+                raise UserError(f"{at(i)}: regression target is missing or {y}; remove or fix that row")
             labels.append(y)
         else:
             key = _label_key(value)
             if key not in raw_labels:
                 raise UserError(
-                    f"{where} row {i}: label {value!r} is not one of the task's labels ({', '.join(raw_labels)})"
+                    f"{at(i)}: label {value!r} is not one of the task's labels ({', '.join(raw_labels)})"
                 )
             labels.append(raw_labels.index(key))
     text = lambda c: [str(r[c]) if r[c] is not None else "" for r in rows]  # noqa: E731
@@ -179,9 +186,16 @@ def load_user_files(
     metric = "pearson_spearman" if regression else "accuracy"
     if raw_labels is not None and len(raw_labels) < 2:
         raise UserError(f"{train_file}: column {label_column!r} has a single label {raw_labels}; need at least two")
-    train = _to_examples(train_rows, text_column, text_pair_column, label_column, raw_labels, train_file)
-    val = _to_examples(val_rows, text_column, text_pair_column, label_column, raw_labels, validation_file)
+    train = _to_examples(train_rows, text_column, text_pair_column, label_column, raw_labels, train_file,
+                         _first_line(train_file))
+    val = _to_examples(val_rows, text_column, text_pair_column, label_column, raw_labels, validation_file,
+                       _first_line(validation_file))
     return TaskData(spec, metric, train, val)
+
+
+def _first_line(path: str) -> int:
+    """File line of the first example: 2 below a CSV/TSV header, 1 in JSON lines."""
+    return 1 if ".json" in Path(path).name else 2
 
 
 def _natural(s: str):

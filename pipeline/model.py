@@ -7,12 +7,12 @@ this backbone was pre-trained for mean pooling, and the exported program pools t
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from .backbone import mean_pool, takes_token_types
 from .methods import get_method
 
 
@@ -60,8 +60,7 @@ class TaskModel(nn.Module):
         super().__init__()
         self.method, self.options, self.task = method, dict(options), task
         self.backbone = backbone
-        # Read before the method runs: AdapterHub's `adapters.init` wraps forward and hides its signature.
-        self.uses_token_type_ids = "token_type_ids" in inspect.signature(backbone.forward).parameters
+        self.uses_token_type_ids = takes_token_types(backbone)  # before the method wraps the backbone's forward
         self.delta = get_method(method)(backbone, self.options)  # may be None (probe, bitfit, ...)
         self.head_kind = head
         self.head = make_head(head, backbone.config.hidden_size, task.num_outputs)
@@ -71,9 +70,7 @@ class TaskModel(nn.Module):
     ) -> torch.Tensor:
         kwargs = {"token_type_ids": token_type_ids} if self.uses_token_type_ids and token_type_ids is not None else {}
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # mean over real tokens
-        logits = self.head(pooled)
+        logits = self.head(mean_pool(hidden, attention_mask))
         return logits.squeeze(-1) if self.task.is_regression else logits
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 debian=(
   # apps/native: the C++ runtime (CMake + g++ against the ExecuTorch wheel), downloads, JSON, Unicode for the tokenizer
-  cmake g++ pkg-config libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libutf8proc-dev
+  cmake g++ pkg-config libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libutf8proc-dev libicu-dev
   # apps/android: JUnit 5 for the JVM tests of the Kotlin SDK (JDK 17 with jni.h is on the machine)
   junit5
   # demo_server scale-out: PostgreSQL registry, nginx file offload, a real browser for the console test

@@ -23,6 +23,8 @@ from safetensors.numpy import save as st_save
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `apps` and `demo_server` import from the checkout, installed or not
     sys.path.insert(0, str(REPO))
+from spartan_formats.memory import MEMORY_METADATA_KEY, memory_metadata  # noqa: E402
+
 TOKEN = "test-token-0123456789"
 FP = "a" * 64
 OTHER_FP = "b" * 64
@@ -54,10 +56,11 @@ def memory_bytes(task: str, labels: list[str] | None = None, *, fp: str = FP, sh
         tensors["head_bias"][n_out:] = 0
     if nan:
         tensors["K"].flat[3] = np.nan
-    meta = {"format_version": 1, "task": task, "label_names": labels, "is_regression": is_regression,
-            "metric": "accuracy", "backbone_fingerprint": fp, "memory_shape": s, "dtype": dtype}
+    meta = memory_metadata(task=task, label_names=labels, is_regression=is_regression, max_labels=MAX_LABELS,
+                           metric="accuracy", backbone_fingerprint=fp, memory_shape=s, dtype=dtype)
     meta.update(meta_overrides or {})
-    return st_save(tensors, metadata={"spartan_edge_memory": json.dumps(meta)})
+    # written without the formats writer's checks: tests also need files the readers must refuse
+    return st_save(tensors, metadata={MEMORY_METADATA_KEY: json.dumps(meta)})
 
 
 def tokenizer_json() -> str:

@@ -72,7 +72,13 @@ def test_cached_run_and_offline(good_cache, server, tmp_path):
     rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "sst2")
     assert rc == 0 and out[0]["logits"] == a["logits"] and out[0]["bytes_fetched"] == 0
     rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "mnli")
-    assert rc == 1 and "no memory for task 'mnli' in the cache" in err
+    assert rc == 1 and "no memory for task 'mnli' in the cache (cached: rte, sst2)" in err
+    rc, out, err = run_cli("good movie", "--server", server.url, "--cache", c2, "--task", "mnli")
+    last = err.strip().splitlines()[-1]
+    assert rc == 1 and last == "error: the server has no task 'mnli' for android; it has: rte, sst2"
+    r = subprocess.run([sys.executable, "-m", "apps.client", "a good movie", "--offline", "--cache", str(c2), "--task",
+                        "sst2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == "text: 'a good movie'"  # says what it classified
     rc, out, err = run_cli("good movie", "--offline", "--cache", tmp_path / "empty", "--task", "sst2")
     assert rc == 1 and "no backbone" in err
 

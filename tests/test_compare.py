@@ -88,9 +88,26 @@ def test_lr_sweep_in_parallel_feeds_the_comparison(tmp_path, tiny_bert):
     assert summary["learning_rates_from"] == "lr_sweep_full.json"
     assert summary["methods"]["spartan"]["tasks"]["sst2"]["error"].startswith("trained at lr 0.001, not ")
     assert summary["methods"]["probe"]["tasks"]["sst2"]["seeds"] == 1
-    # Another setting has no sweep yet: it falls back and says so.
-    compare(tmp_path, tiny_bert, "--tasks", "sst2", "--max-train-samples", "16", "--report-only")
-    assert json.loads((tmp_path / "out" / "compare_n16.json").read_text())["learning_rates_from"].startswith("fallback")
+    # Another setting has no sweep yet: it falls back and says so. Nothing trained there: --report-only shows the
+    # table and writes nothing.
+    p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--max-train-samples", "16", "--report-only")
+    assert p.returncode == 0 and "fallback" in p.stdout and "(not run)" in p.stdout and "nothing written" in p.stderr
+    assert not (tmp_path / "out" / "compare_n16.json").exists()
+
+
+def test_report_only_needs_no_data_and_keeps_committed_results(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    committed = {name: f"committed {name}" for name in ("compare_full.json", "compare_full.md")}
+    for name, text in committed.items():
+        (out / name).write_text(text)
+    # no --data-dir, and a task whose data exists nowhere in a repo-only clone: nothing is trained, so none is needed
+    argv = [sys.executable, "-m", "pipeline.compare", "--tasks", "sst2,mrpc", "--report-only", "--data-dir",
+            str(tmp_path / "no-such-folder"), "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    p = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "nothing written" in p.stderr and "| spartan" in p.stdout
+    assert {name: (out / name).read_text() for name in committed} == committed
 
 
 def test_authors_recipe_with_per_task_sweep(tmp_path, tiny_bert):

@@ -135,3 +135,29 @@ def test_hub_without_network_fails_fast(tmp_path):
     assert p.returncode == 2, p.stderr[-1500:]
     assert "--data-dir ../shared/data/glue" in p.stderr.strip().splitlines()[-1]
     assert time.time() - t0 < 90
+
+
+def test_errors_name_the_file_line(tmp_path):
+    rows = [("fine film", "pos")] * 50 + [("odd", "maybe")]  # the bad row is the 52nd line (after the header)
+    path = write_csv(tmp_path / "v.csv", rows, ("text", "label"))
+    good = write_csv(tmp_path / "t.csv", [("x", "pos"), ("y", "neg")], ("text", "label"))
+    with pytest.raises(UserError, match=r"v\.csv line 52: label 'maybe'"):
+        load_user_files(str(good), str(path), "text", None, "label")
+    jsonl = tmp_path / "v.jsonl"
+    jsonl.write_text('{"text": "a", "label": "pos"}\n{"text": "b", "label": "maybe"}\n')
+    with pytest.raises(UserError, match=r"v\.jsonl line 2:"):
+        load_user_files(str(good), str(jsonl), "text", None, "label")
+
+
+def test_missing_glue_task_names_every_place_looked(monkeypatch, tmp_path):
+    import pipeline.data as D
+
+    monkeypatch.setattr(D, "REPO_DATA", tmp_path / "repo" / "data" / "glue")
+    monkeypatch.setattr(D, "SHARED_DATA", tmp_path / "shared" / "data" / "glue")
+    (tmp_path / "repo" / "data" / "glue").mkdir(parents=True)
+    with pytest.raises(UserError) as e:
+        load_glue("mrpc")
+    msg = str(e.value)
+    assert str(tmp_path / "repo" / "data" / "glue" / "MRPC" / "dev.tsv") in msg
+    assert str(tmp_path / "shared" / "data" / "glue" / "MRPC" / "dev.tsv") in msg and "does not exist" in msg
+    assert "--data-dir" in msg and "--hub" in msg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,7 +18,8 @@ import torch
 from pipeline.artifact import load_task, read_metadata, read_tensors, save_task
 from pipeline.backbone import load_backbone
 from pipeline.errors import UserError
-from pipeline.train import build_parser, encode, train
+from pipeline.train import build_parser, config_from_args
+from pipeline.trainer import encode, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +30,7 @@ def _cli(out, model, csvs, *extra) -> list[str]:
 
 
 def args_for(out, model, csvs, *extra):
-    return build_parser().parse_args(_cli(out, model, csvs, *extra))
+    return config_from_args(build_parser().parse_args(_cli(out, model, csvs, *extra)))
 
 
 def test_train_writes_artifact_and_results(tmp_path, tiny_bert, sentiment_csvs):
@@ -60,7 +62,7 @@ def test_bf16_training_keeps_a_float32_artifact(tmp_path, tiny_bert, sentiment_c
 @pytest.fixture
 def trained_backbone(monkeypatch):
     """Remembers the backbone object a training run loads, so a test can inspect it afterwards."""
-    import pipeline.train as T
+    import pipeline.trainer as T
 
     seen = {}
     real = T.load_backbone
@@ -97,7 +99,7 @@ def test_artifact_roundtrip_gives_identical_logits(tmp_path, tiny_bert, sentimen
         torch.testing.assert_close(model(**inputs), model2(**inputs), atol=0, rtol=0)
     # and it reproduces the metric recorded at training time
     from pipeline.data import load_user_files
-    from pipeline.train import evaluate
+    from pipeline.trainer import evaluate
 
     data = load_user_files(sentiment_csvs[0], sentiment_csvs[1], "text", None, "label", name="sentiment")
     assert evaluate(model, tok, data, 16)["eval_accuracy"] == meta["metrics"]["eval_accuracy"]
@@ -168,8 +170,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_bert, se
     assert (tmp_path / "b" / "checkpoint.pt").exists() and not (tmp_path / "b" / "task.safetensors").exists()
     with pytest.raises(UserError, match="--resume"):
         train(args)
-    args.resume = True
-    resumed = train(args)
+    resumed = train(dataclasses.replace(args, resume=True))
     assert resumed.metrics == straight.metrics
     a, b = read_tensors(tmp_path / "a"), read_tensors(tmp_path / "b")
     for k in a:
@@ -216,3 +217,41 @@ def test_cli_errors_are_one_line(tmp_path):
     if not torch.cuda.is_available():
         code, line = run("--device", "cuda")
         assert code == 2 and "no CUDA device" in line
+
+
+def test_config_errors_are_one_line_and_help_imports_no_torch(tmp_path):
+    def run(*argv):
+        p = subprocess.run([sys.executable, "-m", "pipeline.train", "--output-dir", str(tmp_path / "x"), *argv],
+                           cwd=REPO, capture_output=True, text=True)
+        return p.returncode, p.stderr.strip().splitlines()[-1]
+
+    code, line = run("--epochs", "0")
+    assert code == 2 and line == "error: --epochs must be > 0, got 0"
+    code, line = run("--top-k", "99")
+    assert code == 2 and line.startswith("error: SPARTAN memory options: top_k must be in 1..num_parents (16)")
+    assert not (tmp_path / "x").exists()
+    probe = ("import sys, pipeline.train, pipeline.compare, mobile_export.cli; "
+             "[m.build_parser() for m in (pipeline.train, pipeline.compare, mobile_export.cli)]; "
+             "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr
+    for module in ("pipeline.train", "pipeline.compare", "pipeline.export"):
+        p = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
+        assert p.returncode == 0 and "usage: python -m" in p.stdout
+
+
+def test_train_config_is_the_api(tmp_path, tiny_bert, sentiment_csvs):
+    from pipeline.config import TrainConfig
+    from pipeline.spartan.config import SpartanConfig
+
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), task="sentiment", model=tiny_bert, train_file=sentiment_csvs[0],
+                      validation_file=sentiment_csvs[1], max_seq_length=16, epochs=0.25,
+                      spartan=SpartanConfig(num_parents=4, top_k=2))
+    assert cfg == config_from_args(build_parser().parse_args(
+        ["--output-dir", cfg.output_dir, "--task", "sentiment", "--model", tiny_bert, "--train-file", sentiment_csvs[0],
+         "--validation-file", sentiment_csvs[1], "--max-seq-length", "16", "--epochs", "0.25", "--num-parents", "4",
+         "--top-k", "2"]))
+    result = train(cfg)
+    assert result.steps == 3 and read_metadata(tmp_path / "run")["options"]["num_parents"] == 4
+    with pytest.raises(UserError, match="unknown method 'magic'"):
+        TrainConfig(output_dir="x", method="magic")

@@ -18,8 +18,8 @@ import torch
 
 from mobile_export import bundle as bundle_mod
 from mobile_export import export_bundle, read_memory
-from mobile_export.memory import memory_header, memory_shape, read_defaults, task_tensors, write_memory
-from mobile_export.model import RECIPE_INPUT_NAMES
+from mobile_export.memory import memory_header, memory_shape, memory_tensors, write_memory
+from mobile_export.model import INPUT_NAMES
 from pipeline import TaskModel, TaskSpec, UserError, save_task
 from pipeline.artifact import DEFAULT_BACKBONE_ID
 from pipeline.backbone import fingerprint, load_backbone
@@ -65,10 +65,10 @@ def tiny_dist(tiny_tasks, tmp_path_factory) -> Path:
 
 def test_layout_and_manifest(tiny_dist):
     m = json.loads((tiny_dist / "manifest.json").read_text())
-    assert m["format_version"] == 2 and set(m["targets"]) == {"android", "ios"} and set(m["tasks"]) == {"sst2", "rte"}
+    assert m["format_version"] == 1 and set(m["targets"]) == {"android", "ios"} and set(m["tasks"]) == {"sst2", "rte"}
     assert m["targets"]["android"]["program"] == "android/backbone.pte"
     assert m["targets"]["ios"]["program"] == "ios/backbone.mlpackage.zip"
-    assert [i["name"] for i in m["targets"]["android"]["inputs"]] == list(RECIPE_INPUT_NAMES)
+    assert [i["name"] for i in m["targets"]["android"]["inputs"]] == list(INPUT_NAMES)
     assert m["backbone"]["max_seq_length"] == 64 and m["backbone"]["max_labels"] == 8
     for target in m["targets"].values():
         assert "tokenizer.json" in {Path(p).name for p in target["tokenizer"]}
@@ -107,7 +107,7 @@ def test_ios_package_spec(tiny_dist, tmp_path):
     with zipfile.ZipFile(tiny_dist / "ios" / "backbone.mlpackage.zip") as zf:
         zf.extractall(tmp_path)
     spec = package_spec(tmp_path / "backbone.mlpackage")
-    assert [i["name"] for i in spec["inputs"]] == list(RECIPE_INPUT_NAMES)
+    assert [i["name"] for i in spec["inputs"]] == list(INPUT_NAMES)
     assert [o["name"] for o in spec["outputs"]] == ["logits"]
     ids = spec["inputs"][0]
     assert ids["dtype"] == "int32" and ids["ranges"] == [[1, 1], [2, 64]]
@@ -128,17 +128,16 @@ def test_ios_parity_on_macos(tiny_dist, tiny_tasks, tmp_path):
     model, tok, _ = load_task(tiny_tasks["a"])
     memory, _ = read_memory(tiny_dist / "ios" / "memories" / "sst2.safetensors")
     enc = tok("a gentle and moving film", return_tensors="pt")
-    task_inputs = {**read_defaults(tiny_dist / "ios" / "defaults.safetensors"), **memory}
     got = predict(tmp_path / "backbone.mlpackage", {
         "input_ids": enc["input_ids"].int().numpy(), "attention_mask": enc["attention_mask"].int().numpy(),
-        **{k: v.numpy() for k, v in task_inputs.items()}})[:, :2]
+        **{k: v.numpy() for k, v in memory.items()}})[:, :2]
     with torch.no_grad():
         want = model(**enc).numpy()
     np.testing.assert_allclose(got, want, atol=2e-2)  # fp16 compute
 
 
 def test_int8_program_with_fp16_memories_runs(tiny_tasks, tmp_path):
-    from mobile_export.parity import bundle_defaults, load_android, run_android
+    from mobile_export.parity import load_android, run_android
 
     out = tmp_path / "dist"
     m = export_bundle([tiny_tasks["a"]], out, "android", quantize="int8", max_seq_length=32, memory_dtype="fp16",
@@ -147,8 +146,7 @@ def test_int8_program_with_fp16_memories_runs(tiny_tasks, tmp_path):
     memory, header = read_memory(out / "android" / "memories" / "sst2.safetensors")  # read_memory casts to fp32
     assert header["dtype"] == "fp16"
     ids = torch.tensor([[101, 2307, 3185, 102]])
-    logits = run_android(load_android(out), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, memory, 2,
-                         bundle_defaults(out))
+    logits = run_android(load_android(out), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, memory, 2)
     assert logits.shape == (1, 2) and np.isfinite(logits).all()
     # the word embeddings are int8 rows, read by ExecuTorch's quantized kernel (the op name is in the program)
     assert b"quantized_decomposed::embedding_byte" in (out / "android" / "backbone.pte").read_bytes()
@@ -235,6 +233,76 @@ def test_cli_unknown_target_and_exit_code(tiny_tasks, tmp_path):
     assert not (tmp_path / "dist").exists()
 
 
+# ---------------------------------------------------------------- adding a task to an existing export (--into)
+
+def _bytes_of(dist: Path) -> dict[str, bytes]:
+    return {p.relative_to(dist).as_posix(): p.read_bytes() for p in sorted(dist.rglob("*")) if p.is_file()}
+
+
+def test_add_task_into_existing_export_leaves_the_program_alone(tiny_bert, tiny_tasks, tmp_path):
+    import time
+
+    from mobile_export.parity import load_android, run_android
+    from pipeline import load_task
+
+    dist = tmp_path / "dist"
+    export_bundle([tiny_tasks["a"]], dist, "android", max_seq_length=32, quiet=True)
+    before = _bytes_of(dist)
+    new = make_artifact(tiny_bert, tmp_path / "new", "mytask", seed=5)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "pipeline.export", "--target", "android", "--memories", str(new),
+                        "--into", str(dist)], cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert seconds < 20, f"adding a task took {seconds:.1f} s"
+    after = _bytes_of(dist)
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"manifest.json"}  # program, tokenizer and the old memory byte for byte
+    assert set(after) - set(before) == {"android/memories/mytask.safetensors"}
+    m = json.loads(after["manifest.json"])
+    assert set(m["tasks"]) == {"sst2", "mytask"}
+    entry = m["tasks"]["mytask"]["files"]["android"]
+    assert entry["sha256"] == bundle_mod.sha256_file(dist / entry["path"]) and entry["dtype"] == "fp32"
+    assert (dist / entry["path"]).stat().st_mode & 0o777 == 0o644
+    # the new task runs in the unchanged program and matches its eager model
+    model, tok, _ = load_task(new)
+    enc = dict(tok("a gentle and moving film", return_tensors="pt"))
+    memory, _ = read_memory(dist / entry["path"])
+    got = run_android(load_android(dist), enc, memory, 2)
+    with torch.no_grad():
+        want = model(**enc).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_add_task_refusals_change_nothing(tiny_bert, tiny_backbones, tiny_tasks, tmp_path):
+    from mobile_export.bundle import add_memories
+
+    dist = tmp_path / "dist"
+    export_bundle([tiny_tasks["a"]], dist, "android", max_seq_length=32, quiet=True)
+    before = _bytes_of(dist)
+    cases = [
+        ([tiny_tasks["a"]], "already in this bundle"),
+        ([make_artifact(tiny_backbones["roberta"], tmp_path / "rob", "rte")], "another backbone"),
+        ([make_artifact(tiny_bert, tmp_path / "small", "rte", num_parents=4, top_k=2)], "memory shape"),
+        ([make_artifact(tiny_bert, tmp_path / "probe", "rte", method="probe")], "only spartan"),
+    ]
+    for memories, match in cases:
+        with pytest.raises(UserError, match=match):
+            add_memories(dist, memories, quiet=True)
+        assert _bytes_of(dist) == before
+    with pytest.raises(UserError, match="no manifest.json"):
+        add_memories(tmp_path / "nowhere", [tiny_tasks["b"]], quiet=True)
+
+
+def test_memory_file_holds_the_artifact_tensors_unchanged(tiny_tasks, tiny_dist):
+    from pipeline.artifact import read_tensors
+
+    memory, header = read_memory(tiny_dist / "android" / "memories" / "sst2.safetensors")
+    art = read_tensors(tiny_tasks["a"])
+    assert torch.equal(memory["P"][1], art["delta.1.P"]) and torch.equal(memory["Vt"][0], art["delta.0.Vt"])
+    assert torch.equal(memory["head_weight"][:2], art["head.weight"]) and header["max_labels"] == 8
+
+
 # ---------------------------------------------------------------- real MiniLM: parity in the ExecuTorch runtime
 
 N_DEV = 200
@@ -254,13 +322,14 @@ def real_dist(real_tasks, tmp_path_factory) -> Path:
 
 
 def test_memory_file_sizes(real_dist, real_tasks):
-    from pipeline import load_task
+    from pipeline.artifact import read_metadata, read_tensors
 
     m = json.loads((real_dist / "manifest.json").read_text())
     assert m["tasks"]["sst2"]["files"]["android"]["bytes"] <= 1_100_000
-    model, _, meta = load_task(real_tasks["sst2"])
-    header = memory_header(meta, memory_shape(model, meta), 8, "fp16")
-    fp16 = write_memory(real_dist.parent / "sst2-fp16.safetensors", task_tensors(model, 8), header)
+    meta = read_metadata(real_tasks["sst2"])
+    header = memory_header(meta, memory_shape(meta), 8, "fp16")
+    fp16 = write_memory(real_dist.parent / "sst2-fp16.safetensors",
+                        memory_tensors(read_tensors(real_tasks["sst2"]), meta, 8), header)
     assert fp16.stat().st_size <= 600_000
 
 
@@ -268,18 +337,17 @@ def test_memory_file_sizes(real_dist, real_tasks):
 def test_parity_and_memory_swap_on_one_program(real_dist, real_tasks):
     from transformers import AutoTokenizer
 
-    from mobile_export.parity import android_parity, bundle_defaults, load_android
+    from mobile_export.parity import android_parity, load_android
     from pipeline import load_task
 
-    method = load_android(real_dist)
-    defaults = bundle_defaults(real_dist)  # ONE loaded program for both tasks
+    method = load_android(real_dist)  # ONE loaded program for both tasks
     tokenizer = AutoTokenizer.from_pretrained(str(real_dist / "android"))  # the bundle's own tokenizer files
     results = []
     for task, n in (("sst2", N_DEV), ("rte", N_DEV), ("sst2", 40)):  # swap memories back and forth, same method
         model, _, _ = load_task(real_tasks[task])
         examples = load_glue(task, GLUE).validation
         r = android_parity(method, model, tokenizer, real_dist / "android" / "memories" / f"{task}.safetensors",
-                           examples, n, 128, defaults)
+                           examples, n, 128)
         print(f"{task}: n={r.n} max|diff|={r.max_abs_diff:.2e} (without near-ties {r.max_abs_diff_clear:.2e}, "
               f"{r.near_ties} near-ties) agreement={r.agreement:.4f}")
         # Top-k routing is discontinuous: where the k-th and (k+1)-th parent logits are closer than fp32 rounding

@@ -77,3 +77,9 @@ def test_sentence_pairs_keep_their_token_types(tiny_bert, method):
         with_types = model(**enc)
         without = model(enc["input_ids"], enc["attention_mask"])
     assert not torch.allclose(with_types, without)
+
+
+def test_method_names_without_torch_match_the_registry():
+    from pipeline.config import METHOD_NAMES
+
+    assert tuple(METHODS) == METHOD_NAMES

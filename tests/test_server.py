@@ -19,6 +19,7 @@ from edge_support import (
     MAX_LABELS,
     OTHER_FP,
     REPO,
+    SHAPE,
     TOKEN,
     CuttingProxy,
     ServerProcess,
@@ -237,29 +238,60 @@ def _truncated():
     return memory_bytes("sst2", seed=7)[:-100]
 
 
-BAD_UPLOADS = {
-    "corrupt": (lambda: os.urandom(5000), 400, "safetensors"),
-    "header_only_garbage": (lambda: b"\xff" * 8 + b"{}" * 10, 400, "safetensors"),
-    "truncated": (_truncated, 400, "truncated"),
-    "nan": (lambda: memory_bytes("sst2", nan=True), 400, "NaN"),
-    "wrong_shape": (lambda: memory_bytes("sst2", tensor_shapes={"P": (2, 5, 8)}), 400, "shape"),
-    "wrong_hidden": (lambda: memory_bytes("sst2", shape={"hidden_size": 16}), 400, "hidden_size"),
-    "wrong_backbone": (lambda: memory_bytes("sst2", fp=OTHER_FP), 409, "not published"),
-    "other_task": (lambda: memory_bytes("rte"), 400, "task"),
-    "too_many_labels": (lambda: memory_bytes("sst2", labels=list("abcdef"), pad_to=None), 400, "max_labels"),
-    "int_dtype": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "int8"}), 400, "dtype"),
-    "dtype_lies": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "fp16"}), 400, "fp16"),
-    "format_version": (lambda: memory_bytes("sst2", meta_overrides={"format_version": 2}), 400, "format_version"),
+BAD_UPLOADS = {  # case -> (file, HTTP status, words in the message, error code of docs/formats.md)
+    "corrupt": (lambda: os.urandom(5000), 400, "safetensors", "bad_header_length"),
+    "header_only_garbage": (lambda: b"\xff" * 8 + b"{}" * 10, 400, "safetensors", "bad_header_length"),
+    "truncated": (_truncated, 400, "truncated", "truncated"),
+    "nan": (lambda: memory_bytes("sst2", nan=True), 400, "NaN", "not_finite"),
+    "wrong_shape": (lambda: memory_bytes("sst2", tensor_shapes={"P": (2, 5, 8)}), 400, "shape", "tensor_shape"),
+    "wrong_hidden": (lambda: memory_bytes("sst2", shape={"hidden_size": 16}), 400, "hidden_size",
+                     "memory_shape_mismatch"),
+    "wrong_backbone": (lambda: memory_bytes("sst2", fp=OTHER_FP), 409, "not published", "fingerprint_mismatch"),
+    "other_task": (lambda: memory_bytes("rte"), 400, "task", "task_mismatch"),
+    "too_many_labels": (lambda: memory_bytes("sst2", labels=list("abcdef"), pad_to=None), 400, "max_labels",
+                        "too_many_outputs"),
+    "int_dtype": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "int8"}), 400, "dtype", "bad_dtype"),
+    "dtype_lies": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "fp16"}), 400, "fp16", "tensor_dtype"),
+    "format_version": (lambda: memory_bytes("sst2", meta_overrides={"format_version": 3}), 400, "format_version",
+                       "bad_format_version"),
+    # issue 11, item 5: these gave 500s or were accepted
+    "dtype_list": (lambda: memory_bytes("sst2", meta_overrides={"dtype": ["fp32"]}), 400, "dtype", "bad_dtype"),
+    "dtype_dict": (lambda: memory_bytes("sst2", meta_overrides={"dtype": {"a": 1}}), 400, "dtype", "bad_dtype"),
+    "metadata_not_object": (lambda: _with_metadata(["x"]), 400, "__metadata__", "metadata_not_object"),
+    "no_memory_shape": (lambda: memory_bytes("sst2", meta_overrides={"memory_shape": None}), 400, "memory_shape",
+                        "bad_field"),
+    "no_top_k": (lambda: memory_bytes("sst2", shape={"top_k": None}), 400, "top_k", "bad_field"),
+    "no_temperature": (lambda: _without_shape_key("temperature"), 400, "temperature", "missing_field"),
+    "top_k_differs": (lambda: memory_bytes("sst2", shape={"top_k": 3}), 400, "top_k", "memory_shape_mismatch"),
+    "task_newline": (lambda: memory_bytes("sst2", meta_overrides={"task": "sst2\n"}), 400, "task", "bad_name"),
+    "fingerprint_not_hex": (lambda: memory_bytes("sst2", fp="../../" + "a" * 58), 400, "fingerprint",
+                            "bad_fingerprint"),
 }
+
+
+def _with_metadata(value) -> bytes:
+    data = memory_bytes("sst2")
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"] = value
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data[8 + n:]
+
+
+def _without_shape_key(key: str) -> bytes:
+    from edge_support import SHAPE
+
+    return memory_bytes("sst2", meta_overrides={"memory_shape": {k: v for k, v in SHAPE.items() if k != key}})
 
 
 @pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
 def test_bad_uploads_rejected_nothing_replaced(server, dist, case):
-    make, code, needle = BAD_UPLOADS[case]
+    make, code, needle, error = BAD_UPLOADS[case]
     before = manifest(server)
     r = upload(server, "sst2", make())
     assert r.status_code == code, r.text
     assert needle.lower() in r.json()["message"].lower()
+    assert r.json()["code"] == error
     assert manifest(server)["tasks"] == before["tasks"]
     served = requests.get(server.url + "/memories/sst2?target=android", timeout=10).content
     assert served == (dist / "android/memories/sst2.safetensors").read_bytes()
@@ -292,9 +324,8 @@ def test_new_version_old_versions_stay(server):
 
 
 def test_backbone_publish_validation(server):
-    bad = {"fingerprint": FP, "program": "x.pte", "memory_shape": {"num_layers": 2, "num_parents": 4,
-                                                                  "num_children": 3, "hidden_size": 8},
-           "files": [{"path": "x.pte", "sha256": "1" * 64, "bytes": 3}]}
+    bad = {"fingerprint": FP, "program": "x.pte", "memory_shape": SHAPE, "max_labels": MAX_LABELS,
+           "max_seq_length": 32, "files": [{"path": "x.pte", "sha256": "1" * 64, "bytes": 3}]}
     r = requests.post(server.url + "/backbone/android", json=bad, headers=AUTH, timeout=10)
     assert r.status_code == 409 and "not uploaded" in r.json()["message"]
     bad["files"][0]["path"] = "../x.pte"

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         client = EdgeClient(args.server, args.cache, args.target, offline=args.offline)
+        if not args.json:  # say what was classified: the answer alone is hard to read back
+            print(f"text: {args.text!r}" + (f"  pair: {args.pair!r}" if args.pair else ""), flush=True)
         for task in args.task:
             p = client.predict(task, args.text, args.pair)
             print(json.dumps(dataclasses.asdict(p)) if args.json else format_prediction(p), flush=True)

@@ -143,12 +143,17 @@ class EdgeClient:
             last = None  # made for a backbone we no longer run
         if self.offline:
             if not last:
-                raise NotCached(f"no memory for task {task!r} in the cache; run once online first")
+                cached = sorted(self.state.get("memories", {}))
+                raise NotCached(f"no memory for task {task!r} in the cache (cached: {', '.join(cached) or 'none'}); "
+                                "run once online first")
             return last, 0
-        entry = self.manifest().get("tasks", {}).get(task, {}).get(self.target)
+        tasks = self.manifest().get("tasks", {})
+        entry = tasks.get(task, {}).get(self.target)
         try:
             if entry is None:
-                raise ClientError(f"the server has no task {task!r} for {self.target}")
+                have = sorted(t for t, files in tasks.items() if self.target in files)
+                raise ClientError(f"the server has no task {task!r} for {self.target}; it has: "
+                                  f"{', '.join(have) or 'no tasks yet (publish an export first)'}")
             if last and last["sha256"] == entry["sha256"] and self.cache.has(entry["sha256"]):
                 return last, 0
             fp = self.backbone()["fingerprint"]

@@ -71,9 +71,8 @@ class Variant:
 
 
 def memory_shape(backbone: nn.Module) -> MemoryShape:
-    cfg = SpartanConfig()
-    return MemoryShape(backbone.config.num_hidden_layers, cfg.num_parents, cfg.num_children, cfg.top_k,
-                       cfg.temperature, backbone.config.hidden_size)
+    return MemoryShape.from_options(SpartanConfig().to_dict(), backbone.config.num_hidden_layers,
+                                    backbone.config.hidden_size)
 
 
 def randomise_trainable(model: TaskModel, seed: int) -> None:

@@ -23,20 +23,44 @@ from .config import SpartanConfig
 
 
 def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of the k largest entries along the last dim; ties go to the lower index (stable sort).
+    """Boolean mask of the k largest entries along the last dim; ties go to the lower index.
 
-    The exported programs (mobile_export) build the same mask from export-friendly elementwise ops. In training
-    this sort-and-scatter form beat the n^2 rank comparisons it replaces (0.7 vs 1.3 ms for 32x64 tokens, E=16,
-    1 thread).
+    The one top-k rule of the project (training, the exported reference path, mobile_export's `top_k_drop` is tested
+    against it). Two spellings of the same rule: eagerly a stable sort and a scatter (in training it beat the n^2
+    rank comparisons: 0.7 vs 1.3 ms for 32x64 tokens, E=16, 1 thread); under torch.export the rank comparisons,
+    because Core ML's converter takes comparisons but not a stable sort with a scatter.
     """
-    if k >= logits.shape[-1]:
+    n = logits.shape[-1]
+    if k >= n:
         return torch.ones_like(logits, dtype=torch.bool)
+    if torch.compiler.is_exporting():
+        other, this = logits.unsqueeze(-2), logits.unsqueeze(-1)
+        lower = torch.ones(n, n, dtype=torch.bool, device=logits.device).tril(-1)  # [i, j] = j < i
+        # logical_* rather than | and &: Core ML's converter has no bitwise ops on bools
+        beats = torch.logical_or(other > this, torch.logical_and(other == this, lower))
+        return beats.sum(-1) < k
     return torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, top_k_indices(logits, k), True)
 
 
 def top_k_indices(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k largest entries, with the same tie rule as `top_k_mask`."""
     return torch.sort(logits, dim=-1, descending=True, stable=True).indices[..., :k]
+
+
+def dense_read(parent_logits: torch.Tensor, child_logits: torch.Tensor, Vt: torch.Tensor, top_k: int,
+               temperature: float) -> torch.Tensor:
+    """The memory read (dense form) from its logits: parent_logits [..., E], child_logits [..., E*C] (parent-major,
+    before the temperature), Vt [H, E*C]. Returns the memory output [..., H] (the caller adds it to h).
+
+    Shared by SpartanMemory (training) and mobile_export's reference path (its memory arrives as program inputs);
+    mobile_export's `spartan_delegated` is the same function in ops XNNPACK delegates, tied to this by its tests.
+    """
+    e = parent_logits.shape[-1]
+    keep = top_k_mask(parent_logits, top_k)
+    parent_w = torch.softmax(parent_logits.masked_fill(torch.logical_not(keep), float("-inf")), dim=-1)  # [..., E]
+    child_w = torch.softmax((child_logits / temperature).unflatten(-1, (e, child_logits.shape[-1] // e)), dim=-1)
+    weights = (parent_w.unsqueeze(-1) * child_w).flatten(-2)  # [..., E*C]
+    return F.linear(weights, Vt)
 
 
 class SpartanMemory(nn.Module):
@@ -67,19 +91,10 @@ class SpartanMemory(nn.Module):
             # matrix products forward and backward.
             scores = F.linear(h, torch.cat([self.P, self.K]))
             parent_logits, child_logits = scores.split([cfg.num_parents, scores.shape[-1] - cfg.num_parents], -1)
-            out = self._dense(parent_logits, child_logits)
+            out = dense_read(parent_logits, child_logits, self.Vt, cfg.top_k, cfg.temperature)
         if self.training and cfg.load_balance_coef > 0:
             self.aux_loss = load_balance_loss(parent_logits, cfg.top_k)
         return out
-
-    def _dense(self, parent_logits: torch.Tensor, child_logits: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        keep = top_k_mask(parent_logits, cfg.top_k)
-        parent_w = torch.softmax(parent_logits.masked_fill(~keep, float("-inf")), dim=-1)  # [..., E]
-        child_w = torch.softmax((child_logits / cfg.temperature).unflatten(-1, (cfg.num_parents, cfg.num_children)),
-                                dim=-1)
-        weights = (parent_w.unsqueeze(-1) * child_w).flatten(-2)  # [..., E*C]
-        return F.linear(weights, self.Vt)
 
     def _sparse(self, h: torch.Tensor, parent_logits: torch.Tensor) -> torch.Tensor:
         cfg = self.config

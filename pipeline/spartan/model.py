@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -20,15 +22,22 @@ def attach_spartan(backbone: nn.Module, config: SpartanConfig) -> nn.ModuleList:
     layers = encoder_layers(backbone)
     memories = nn.ModuleList(SpartanMemory(backbone.config.hidden_size, config) for _ in layers)
     for layer, memory in zip(layers, memories, strict=True):
-        layer.register_forward_hook(_residual_hook(memory))
+        layer.register_forward_hook(residual_hook(memory))
     return memories
 
 
-def _residual_hook(memory: SpartanMemory):
+def residual_hook(delta: Callable[[torch.Tensor], torch.Tensor | None]):
+    """A forward hook that adds `delta(hidden)` to an encoder layer's hidden-state output (a tensor, or the first
+    element of a tuple as Hugging Face layers return). `delta` may return None to leave the output as it is.
+
+    Used by attach_spartan and by mobile_export's Hugging Face forward (memory as program inputs).
+    """
+
     def hook(module: nn.Module, args: tuple, output):
-        if isinstance(output, torch.Tensor):
-            return output + memory(output)
-        hidden = output[0]
-        return (hidden + memory(hidden),) + tuple(output[1:])
+        hidden = output if isinstance(output, torch.Tensor) else output[0]
+        d = delta(hidden)
+        if d is None:
+            return output
+        return hidden + d if isinstance(output, torch.Tensor) else (hidden + d,) + tuple(output[1:])
 
     return hook

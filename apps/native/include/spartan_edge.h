@@ -88,6 +88,17 @@ se_status se_engine_classify(se_engine* engine, const char* text, const char* te
                              float* probabilities, size_t outputs_capacity, size_t* num_outputs, int64_t* input_ids,
                              size_t ids_capacity, size_t* num_ids);
 
+/* Added after ABI v1 was first published (additions only; nothing above changed): */
+
+/* For an engine from se_engine_open_bundle: validate DIST's memory for `task` (a validated name; the file must be
+ * that task's) and make it active, as se_engine_load_memory. SE_ERR_ARGUMENT for an engine opened otherwise. */
+se_status se_engine_load_bundle_task(se_engine* engine, const char* task);
+/* Milliseconds the last successful se_engine_classify spent in the program call alone (ExecuTorch forward), for
+ * measuring the runtime's own overhead; -1 for NULL. */
+double se_engine_last_execute_ms(const se_engine* engine);
+/* The truncation length of the engine's tokenizer (the program's max_seq_length): the largest *num_ids. */
+size_t se_engine_max_length(const se_engine* engine);
+
 /* ---- validation without an engine (conformance vectors, servers, tools) ---- */
 
 /* A memory file against a backbone description (as in se_engine_open; NULL = only self-consistency checks). */

@@ -158,33 +158,69 @@ def test_train_cli_recipe_options(tiny_bert, sentiment_csvs, tmp_path):
 
 
 @pytest.mark.slow  # shares the module's one export
-def test_server_and_client_read_both_kinds(dist):
-    """The numpy-only readers: the server's upload check and the device client's input assembly."""
+def test_formats_and_client_read_both_kinds(dist):
+    """The numpy-only readers: spartan_formats (what the server validates uploads with) and the device client."""
     from safetensors.numpy import load_file, save
 
     from apps.client.errors import IntegrityError
     from apps.client.memory import memory_inputs
-    from demo_server.validate import Invalid, validate_memory
+    from spartan_formats import FormatError
+    from spartan_formats.dist_manifest import backbone_description, load_dist_manifest
+    from spartan_formats.memory import RECIPE_TENSORS, read_memory
 
-    m = json.loads((dist / "manifest.json").read_text())
-    backbone = {**m["backbone"], "inputs": m["targets"]["android"]["inputs"]}
+    m = load_dist_manifest(dist)  # the recipe manifest (format_version 2) validates
+    backbone = backbone_description(m, "android")
     defaults = load_file(str(dist / m["targets"]["android"]["defaults"]))
-    for task in ("plain", "recipe", "ln"):
+    names = [i["name"] for i in backbone["inputs"][2:]]
+    for task in ("plain", "recipe", "ln", "three"):
         path = dist / "android" / "memories" / f"{task}.safetensors"
-        assert validate_memory(path.read_bytes(), task, backbone)["task"] == task
-        inputs = memory_inputs(path, backbone, defaults)
-        assert [list(a.shape) for a in inputs] == [i["shape"] for i in backbone["inputs"][2:]]
-    with pytest.raises(IntegrityError, match="ln_weight"):  # a v2 program without its defaults file
+        mem = read_memory(path.read_bytes(), backbone, task)
+        fed = mem.inputs_fp32(names, defaults)
+        assert [list(a.shape) for a in fed] == [i["shape"] for i in backbone["inputs"][2:]]
+        client = memory_inputs(path, {**m["backbone"], "inputs": backbone["inputs"]}, defaults)
+        assert all(np.array_equal(a, b) for a, b in zip(fed, client, strict=True))
+    with pytest.raises(IntegrityError, match="ln_weight"):  # a recipe program without its defaults file
         memory_inputs(dist / "android" / "memories" / "plain.safetensors", backbone, None)
-    # a format_version 2 file with a tensor no program takes, or a LayerNorm stack of the wrong length: refused
     path = dist / "android" / "memories" / "recipe.safetensors"
     with safe_open(str(path), framework="numpy") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    for bad in ({**tensors, "extra": np.zeros(3, np.float32)}, {**tensors, "ln_weight": tensors["ln_weight"][:-1]}):
-        with pytest.raises(Invalid):
-            validate_memory(save(bad, metadata=meta), "recipe", backbone)
-    # the same tensors labelled format_version 1 (what an old reader accepts): the server refuses the extras
-    old = json.loads(meta["spartan_edge_memory"])
-    old["format_version"] = 1
-    with pytest.raises(Invalid, match="tensors must be"):
-        validate_memory(save(tensors, metadata={"spartan_edge_memory": json.dumps(old)}), "recipe", backbone)
+    header = json.loads(meta["spartan_edge_memory"])
+    assert header["tensors"][5:] == list(RECIPE_TENSORS)
+    # refused: a tensor no program takes, a LayerNorm stack of the wrong length, the tensor list out of step with
+    # the file, and the recipe tensors under format_version 1 (what an old reader would run without them)
+    bad_files = [
+        (save({**tensors, "extra": np.zeros(3, np.float32)}, metadata=meta), "tensor_set"),
+        (save({**tensors, "ln_weight": tensors["ln_weight"][:-1]}, metadata=meta), "tensor_shape"),
+        (save({k: v for k, v in tensors.items() if k != "head_skip"}, metadata=meta), "tensor_set"),
+        (save(tensors, metadata={"spartan_edge_memory": json.dumps({**header, "format_version": 1})}), "tensor_set"),
+    ]
+    for data, code in bad_files:
+        with pytest.raises(FormatError) as e:
+            read_memory(data, backbone, "recipe")
+        assert e.value.code == code
+    # a plain program (manifest v1) does not take a recipe file
+    plain_backbone = {**backbone, "inputs": backbone["inputs"][:7]}
+    with pytest.raises(FormatError, match="not an input"):
+        read_memory(path.read_bytes(), plain_backbone, "recipe")
+
+
+@pytest.mark.slow  # shares the module's one export
+def test_into_recipe_bundle_and_plain_bundle_refuses_recipe_task(tiny_bert, dist, tasks, tmp_path):
+    import shutil
+
+    from mobile_export.bundle import add_memories, check_fits
+    from pipeline import read_metadata
+
+    copy = tmp_path / "dist"
+    shutil.copytree(dist, copy)
+    program = (copy / "android" / "backbone.pte").read_bytes()
+    extra = make_task(tiny_bert, tmp_path / "extra", "extra", 5, head="mlp")
+    m = add_memories(copy, [extra], quiet=True)
+    assert m["format_version"] == 2 and m["tasks"]["extra"]["head"] == "mlp"
+    assert (copy / "android" / "backbone.pte").read_bytes() == program
+    memory, header = read_memory(copy / "android" / "memories" / "extra.safetensors")
+    assert header["format_version"] == 2 and "head_dense_weight" in memory
+    plain = {**m, "format_version": 1, "tasks": {}}  # what a bundle of plain tasks has: the 7-input program
+    with pytest.raises(UserError, match="plain program cannot take"):
+        check_fits([(extra, read_metadata(extra))], plain)
+    check_fits([(tasks["plain"], read_metadata(tasks["plain"]))], plain)  # a plain task still fits

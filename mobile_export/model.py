@@ -28,6 +28,7 @@ from torch import nn
 from pipeline.backbone import encoder_layers, mean_pool, takes_token_types
 from pipeline.spartan.layer import dense_read
 from pipeline.spartan.model import residual_hook
+from spartan_formats.memory import MEMORY_TENSORS, RECIPE_TENSORS
 
 from .encoder import FastLayerNorm, additive_mask, decompose_layernorms, encoder_layer, supports_fast_encoder
 
@@ -58,7 +59,7 @@ class MemoryShape:
                 "head_bias": (max_labels,)}
 
 
-MEMORY_INPUTS = ("P", "K", "Vt", "head_weight", "head_bias")
+MEMORY_INPUTS = MEMORY_TENSORS  # the memory file's tensors are the program's memory inputs, in this order
 INPUT_NAMES = ("input_ids", "attention_mask", *MEMORY_INPUTS)
 # The recipe program's further inputs (a task file may leave them out; the device then feeds the bundle's defaults):
 # ln_weight/ln_bias [N_ln, H], the backbone's LayerNorms in `layernorm_names` order; head_dense_weight [H, H] and
@@ -66,7 +67,7 @@ INPUT_NAMES = ("input_ids", "attention_mask", *MEMORY_INPUTS)
 #   logits = head_weight @ (pooled * head_skip + tanh(head_dense_weight @ pooled + head_dense_bias)) + head_bias
 # which is the linear head exactly for (head_skip 1, zero hidden layer: tanh(0) = 0) and the MLP head exactly for
 # head_skip 0 (0 * pooled = 0), so one program is exact for both kinds.
-RECIPE_INPUTS = ("ln_weight", "ln_bias", "head_dense_weight", "head_dense_bias", "head_skip")
+RECIPE_INPUTS = RECIPE_TENSORS
 RECIPE_INPUT_NAMES = (*INPUT_NAMES, *RECIPE_INPUTS)
 
 

@@ -11,6 +11,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from spartan_formats import FormatError
 from spartan_formats.backbone import check_against, read_backbone
+from spartan_formats.fields import parse_json
 from spartan_formats.memory import read_memory
 from spartan_formats.names import is_sha256
 
@@ -20,6 +21,7 @@ from .auth import require_token
 from .blobstore import IncompleteUpload, StagedBlob, TooLarge
 from .db import get_db, get_store
 from .errors import ApiError, from_format_error
+from .limits import body_limit
 
 bp = Blueprint("publish", __name__)
 
@@ -127,9 +129,16 @@ def put_blob(sha256: str):
 def upload_backbone(target: str):
     require_token()
     check_target(target)
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "body must be a JSON object (Content-Type: application/json)", code="not_json")
+    limit = body_limit()
+    # Read at most limit+1 bytes ourselves: a chunked body has no Content-Length for the early check, and werkzeug
+    # may hand over a body cut at the limit, which must be refused as too large rather than parsed.
+    raw = request.stream.read(limit + 1)
+    if len(raw) >= limit:
+        raise ApiError(413, f"request body is at or over this endpoint's limit of {limit} bytes")
+    try:
+        body = parse_json(raw, "request body")
+    except FormatError as e:
+        raise from_format_error(e) from None
     entry = register_backbone(target, body)
     created = entry.pop("created")
     return jsonify({"target": target, "version": entry["version"], "fingerprint": entry["fingerprint"],

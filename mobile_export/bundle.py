@@ -11,8 +11,6 @@ a failed export leaves no partial DIST. The manifest format is documented in doc
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import sys
 import tempfile
@@ -21,18 +19,26 @@ from pathlib import Path
 
 from pipeline import read_metadata
 from pipeline.artifact import artifact_path, read_tensors, resolve_backbone_name
-from pipeline.atomic import atomic_write
 from pipeline.backbone import fingerprint, load_backbone
 from pipeline.errors import UserError
+from spartan_formats import FormatError
+from spartan_formats.digest import sha256_file
+from spartan_formats.dist_manifest import (
+    DIST_MANIFEST_FORMAT_VERSION,
+    DIST_MANIFEST_NAME,
+    RECIPE_DIST_MANIFEST_FORMAT_VERSION,
+    load_dist_manifest,
+    write_dist_manifest,
+)
 
 from . import android, ios
 from .memory import DEFAULTS_FILE, DTYPES, memory_header, memory_shape, memory_tensors, write_defaults, write_memory
 from .model import EdgeModel, MemoryShape, layernorm_names
 
-MANIFEST_VERSION = 1  # a plain program: the memory and a linear head are its inputs
+MANIFEST_VERSION = DIST_MANIFEST_FORMAT_VERSION  # a plain program: the memory and a linear head are its inputs
 # 2: the recipe program, exported when a task trained its LayerNorms or has an MLP head: those are inputs too, and
 # inputs marked "default" come from the target's defaults.safetensors when a memory file lacks them
-RECIPE_MANIFEST_VERSION = 2
+RECIPE_MANIFEST_VERSION = RECIPE_DIST_MANIFEST_FORMAT_VERSION
 
 
 def is_recipe(meta: dict) -> bool:
@@ -96,14 +102,6 @@ def check_artifacts(paths: list[str | Path]) -> list[tuple[Path, dict]]:
     return found
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_entry(root: Path, path: Path) -> dict:
     return {"path": path.relative_to(root).as_posix(), "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
@@ -159,23 +157,21 @@ def write_task(root: Path, path: Path, meta: dict, manifest: dict, memory_dtype:
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
-    path = root / "manifest.json"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n"))
+    """dist/manifest.json through spartan_formats.dist_manifest (validated before it is written, atomically)."""
+    try:
+        path = write_dist_manifest(root, manifest)
+    except FormatError as e:
+        raise UserError(f"refusing to write an invalid dist manifest: {e}") from None
     path.chmod(0o644)
 
 
 def read_manifest(dist: Path) -> dict:
-    path = dist / "manifest.json"
-    if not path.is_file():
+    if not (dist / DIST_MANIFEST_NAME).is_file():
         raise UserError(f"{dist} is not an export folder (no manifest.json); make one with --out first")
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is not readable JSON: {e}") from e
-    if manifest.get("format_version") not in (MANIFEST_VERSION, RECIPE_MANIFEST_VERSION):
-        raise UserError(f"{path} has format_version {manifest.get('format_version')}; this code writes "
-                        f"{MANIFEST_VERSION} and {RECIPE_MANIFEST_VERSION}")
-    return manifest
+        return load_dist_manifest(dist)
+    except FormatError as e:
+        raise UserError(f"{dist / DIST_MANIFEST_NAME}: {e}") from None
 
 
 def add_memories(dist: str | Path, memories: list[str | Path], memory_dtype: str = "fp32",

@@ -6,11 +6,11 @@
 
 The head is zero-padded to the bundle's `max_labels` rows so one program (fixed input shapes) serves tasks with any
 number of outputs up to that; the device reads the first `num_outputs` logits. A plain task (linear head, frozen
-LayerNorms) writes exactly the five tensors of format_version 1, byte for byte as before; on the recipe program, an
-input the file lacks comes from the bundle's defaults file (`defaults.safetensors`, once per target). A task with
-extra tensors is format_version 2, so a reader that only knows version 1 refuses it instead of running it without its
-LayerNorms or hidden layer. The header key "spartan_edge_memory" holds JSON (documented in docs/formats.md) that a
-server can check with numpy alone.
+LayerNorms) writes exactly the five tensors of format_version 1; on the recipe program, an input the file lacks comes
+from the bundle's defaults file (`defaults.safetensors`, once per target). A task with extra tensors is
+format_version 2, so a reader that only knows version 1 refuses it instead of running it without its LayerNorms or
+hidden layer. The file format itself (header key, metadata, checks) is defined once in spartan_formats.memory
+(docs/formats.md); this module only turns a task artifact's torch tensors into it and back.
 """
 
 from __future__ import annotations
@@ -19,20 +19,16 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from pipeline.errors import UserError
+from spartan_formats import FormatError
+from spartan_formats import memory as memory_format
+from spartan_formats.memory import MEMORY_DTYPES as DTYPES  # noqa: F401  (the CLI's --memory-dtype choices)
 
 from .model import MEMORY_INPUTS, RECIPE_INPUTS, MemoryShape
 
-MEMORY_FORMAT_VERSION = 1  # plain tasks
-RECIPE_FORMAT_VERSION = 2  # tasks with their own LayerNorms and/or an MLP head
-READS = (MEMORY_FORMAT_VERSION, RECIPE_FORMAT_VERSION)
-MEMORY_METADATA_KEY = "spartan_edge_memory"
 DEFAULTS_METADATA_KEY = "spartan_edge_defaults"
 DEFAULTS_FILE = "defaults.safetensors"
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 def memory_shape(meta: dict) -> MemoryShape:
@@ -84,48 +80,46 @@ def memory_tensors(artifact: dict[str, torch.Tensor], meta: dict, max_labels: in
 
 def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str,
                   tensors: dict[str, torch.Tensor] | None = None) -> dict:
-    """The header JSON. Given the tensors, a task with recipe tensors gets format_version 2 and says which."""
+    """The memory file's metadata for a task artifact's metadata (pipeline.read_metadata). Given the tensors, a task
+    with recipe tensors gets format_version 2 and lists them."""
     task = meta["task"]
     recipe = [n for n in RECIPE_INPUTS if n in (tensors or {})]
-    header = {
-        "format_version": RECIPE_FORMAT_VERSION if recipe else MEMORY_FORMAT_VERSION,
-        "task": task["name"],
-        "label_names": task["label_names"],
-        "is_regression": task["is_regression"],
-        "num_outputs": 1 if task["is_regression"] else len(task["label_names"]),
-        "max_labels": max_labels,
-        "metric": meta["metric"],
-        "backbone_fingerprint": meta["backbone"]["fingerprint"],
-        "memory_shape": shape.to_dict(),
-        "dtype": dtype,
-    }
-    if recipe:
-        header["head"] = meta.get("head", "linear")
-        header["train_layernorms"] = "ln_weight" in recipe
-        header["tensors"] = [*MEMORY_INPUTS, *recipe]
-    return header
+    extra = {"format_version": memory_format.RECIPE_FORMAT_VERSION, "head": meta.get("head", "linear"),
+             "train_layernorms": "ln_weight" in recipe, "tensors": [*MEMORY_INPUTS, *recipe]} if recipe else {}
+    return memory_format.memory_metadata(
+        task=task["name"], label_names=task["label_names"], is_regression=task["is_regression"],
+        max_labels=max_labels, metric=meta["metric"], backbone_fingerprint=meta["backbone"]["fingerprint"],
+        memory_shape=shape.to_dict(), dtype=dtype, **extra)
+
+
+def _names(header: dict) -> list[str]:
+    return header["tensors"] if header.get("format_version") == memory_format.RECIPE_FORMAT_VERSION \
+        else list(MEMORY_INPUTS)
 
 
 def write_memory(path: Path, tensors: dict[str, torch.Tensor], header: dict) -> Path:
-    dtype = DTYPES[header["dtype"]]
-    names = header.get("tensors", MEMORY_INPUTS)
-    save_file({k: tensors[k].to(dtype).contiguous() for k in names}, str(path),
-              metadata={MEMORY_METADATA_KEY: json.dumps(header, sort_keys=True)})
-    return path
+    """Write through spartan_formats (which checks the file it writes: e.g. fp16 overflow to inf is refused)."""
+    try:
+        return memory_format.write_memory(path, {k: tensors[k].detach().float().cpu().numpy() for k in _names(header)},
+                                          header)
+    except FormatError as e:
+        raise UserError(f"cannot write the memory file {path}: {e}") from None
 
 
 def read_memory(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(fp32 tensors, header). For tests and the parity check; devices read it natively."""
-    with safe_open(str(path), framework="pt") as f:
-        header = json.loads((f.metadata() or {})[MEMORY_METADATA_KEY])
-        if header.get("format_version") not in READS:
-            raise UserError(f"{path}: memory format_version {header.get('format_version')}; this code reads {READS}")
-        tensors = {k: f.get_tensor(k).float() for k in f.keys()}
-    return tensors, header
+    """(fp32 tensors in program input order, header), fully validated. For tests and the parity check."""
+    try:
+        mem = memory_format.read_memory_file(path)
+    except FormatError as e:
+        raise UserError(f"{path} is not a valid memory file: {e}") from None
+    names = _names(mem.meta)
+    return {k: torch.from_numpy(a) for k, a in zip(names, mem.inputs_fp32(names), strict=True)}, mem.meta
 
 
 def write_defaults(path: Path, defaults: dict[str, torch.Tensor], layernorms: list[str]) -> Path:
     """The recipe bundle's defaults file: what a program input gets when the task's memory file does not hold it."""
+    from safetensors.torch import save_file
+
     header = {"format_version": 1, "layernorms": layernorms}
     save_file({k: v.float().contiguous() for k, v in defaults.items()}, str(path),
               metadata={DEFAULTS_METADATA_KEY: json.dumps(header, sort_keys=True)})
@@ -133,8 +127,9 @@ def write_defaults(path: Path, defaults: dict[str, torch.Tensor], layernorms: li
 
 
 def read_defaults(path: str | Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k).float() for k in f.keys()}
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(path)).items()}
 
 
 def program_inputs(memory: dict[str, torch.Tensor], defaults: dict[str, torch.Tensor], names) -> list[torch.Tensor]:

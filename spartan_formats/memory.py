@@ -53,9 +53,9 @@ class MemoryFile:
         out = []
         for n in names:
             if n in self.file.tensors:
-                out.append(np.ascontiguousarray(self.array(n), dtype=np.float32))
+                out.append(np.array(self.array(n), dtype=np.float32, order="C", copy=True))
             elif defaults is not None and n in defaults:
-                out.append(np.ascontiguousarray(defaults[n], dtype=np.float32))
+                out.append(np.array(defaults[n], dtype=np.float32, order="C", copy=True))
             else:
                 raise FormatError("tensor_set", f"program input {n} is in neither the memory file nor the defaults")
         return out

@@ -120,10 +120,11 @@ def free_port() -> int:
 class ServerProcess:
     """gunicorn (2 workers, threads) serving demo_server from `instance` on a loopback port."""
 
-    def __init__(self, instance: Path, token: str | None = TOKEN, workers: int = 2, threads: int = 4) -> None:
-        self.instance, self.port = Path(instance), free_port()
+    def __init__(self, instance: Path, token: str | None = TOKEN, workers: int = 2, threads: int = 4,
+                 env: dict | None = None, port: int | None = None) -> None:
+        self.instance, self.port = Path(instance), port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "SPARTAN_EDGE_INSTANCE": str(self.instance), "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "SPARTAN_EDGE_INSTANCE": str(self.instance), "PYTHONPATH": str(REPO), **(env or {})}
         env.pop("SPARTAN_EDGE_PUBLISH_TOKEN", None)
         if token:
             env["SPARTAN_EDGE_PUBLISH_TOKEN"] = token
@@ -152,6 +153,12 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        self.log.close()
+
+    def crash(self) -> None:
+        """kill -9 the master and every worker at once (a power cut, an OOM kill)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
         self.log.close()
 
 

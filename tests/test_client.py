@@ -101,7 +101,7 @@ def test_resume_after_cut_connection(server, dist, tmp_path):
     proxy = CuttingProxy(server.port, after=5000, cuts=1)  # the first file download drops after 5000 bytes
     try:
         client = EdgeClient(proxy.url, tmp_path / "c")
-        client.manifest()  # goes through the proxy too: let its one cut hit the program download instead
+        client.catalog()  # goes through the proxy too: let its one cut hit the program download instead
         proxy.cuts = 1
         p = client.predict("sst2", "bad movie")
     finally:

@@ -82,6 +82,18 @@ def test_layout_and_manifest(tiny_dist):
     assert not list(tiny_dist.parent.glob(".dist.partial-*"))
 
 
+def test_export_passes_the_format_readers(tiny_dist):
+    """What the exporter writes is what spartan_formats (and so the server and devices) accept."""
+    from spartan_formats.dist_manifest import backbone_description, load_dist_manifest
+    from spartan_formats.memory import read_memory_file
+
+    m = load_dist_manifest(tiny_dist)
+    for target in m["targets"]:
+        bb = backbone_description(m, target)
+        for name, task in m["tasks"].items():
+            read_memory_file(tiny_dist / task["files"][target]["path"], backbone=bb, task=name)
+
+
 def test_memory_file_is_self_describing_with_numpy_only(tiny_dist):
     from safetensors import safe_open
 

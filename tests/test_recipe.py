@@ -163,7 +163,7 @@ def test_formats_and_client_read_both_kinds(dist):
     from safetensors.numpy import load_file, save
 
     from apps.client.errors import IntegrityError
-    from apps.client.memory import memory_inputs
+    from apps.client.memory import load_memory, task_inputs
     from spartan_formats import FormatError
     from spartan_formats.dist_manifest import backbone_description, load_dist_manifest
     from spartan_formats.memory import RECIPE_TENSORS, read_memory
@@ -177,10 +177,11 @@ def test_formats_and_client_read_both_kinds(dist):
         mem = read_memory(path.read_bytes(), backbone, task)
         fed = mem.inputs_fp32(names, defaults)
         assert [list(a.shape) for a in fed] == [i["shape"] for i in backbone["inputs"][2:]]
-        client = memory_inputs(path, {**m["backbone"], "inputs": backbone["inputs"]}, defaults)
+        client = task_inputs(load_memory(path, task, backbone), backbone, defaults)
         assert all(np.array_equal(a, b) for a, b in zip(fed, client, strict=True))
     with pytest.raises(IntegrityError, match="ln_weight"):  # a recipe program without its defaults file
-        memory_inputs(dist / "android" / "memories" / "plain.safetensors", backbone, None)
+        task_inputs(load_memory(dist / "android" / "memories" / "plain.safetensors", "plain", backbone), backbone,
+                    None)
     path = dist / "android" / "memories" / "recipe.safetensors"
     with safe_open(str(path), framework="numpy") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}

@@ -7,7 +7,9 @@ from pathlib import Path
 import requests
 import urllib3
 
-from .cache import Cache, sha256_file
+from spartan_formats.digest import sha256_file
+
+from .cache import Cache
 from .errors import ClientError, IntegrityError, Truncated
 
 CHUNK = 64 * 1024

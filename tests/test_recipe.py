@@ -225,3 +225,29 @@ def test_into_recipe_bundle_and_plain_bundle_refuses_recipe_task(tiny_bert, dist
     with pytest.raises(UserError, match="plain program cannot take"):
         check_fits([(extra, read_metadata(extra))], plain)
     check_fits([(tasks["plain"], read_metadata(tasks["plain"]))], plain)  # a plain task still fits
+
+
+def test_mutual_information_and_label_shuffle_baseline():
+    from pipeline.analyze_parents import mutual_information
+
+    assert mutual_information(np.diag([10.0, 10.0])) == pytest.approx(1.0)  # label fixes the parent: 1 bit
+    assert mutual_information(np.ones((3, 4))) == pytest.approx(0.0, abs=1e-12)  # independent
+
+
+def test_analyze_parents_command(tasks, tmp_path):
+    from pipeline.analyze_parents import main
+
+    texts = tmp_path / "texts.csv"
+    rows = [("a gentle and moving film", "pos"), ("dull and awful", "neg"), ("superb acting", "pos"),
+            ("a poor plot", "neg")] * 3
+    texts.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    out = tmp_path / "fig" / "parents.png"
+    assert main(["--artifact", str(tasks["plain"]), "--texts", str(texts), "--out", str(out), "--shuffles", "5",
+                 "--min-count", "2"]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert out.stat().st_size > 5000 and out.with_suffix(".md").read_text().startswith("# Where SPARTAN")
+    assert result["labels"] == ["neg", "pos"] and len(result["layers"]) == 2  # the tiny BERT's two memories
+    for layer in result["layers"]:
+        assert np.allclose(np.asarray(layer["usage"]).sum(1), 1.0, atol=1e-3)  # rounded to 4 places
+        assert layer["mutual_information_bits"] >= 0 and layer["shuffled_mi_bits_max"] >= 0
+    assert main(["--artifact", str(tasks["plain"]), "--texts", str(tmp_path / "none.csv"), "--out", str(out)]) == 2

@@ -251,3 +251,24 @@ def test_analyze_parents_command(tasks, tmp_path):
         assert np.allclose(np.asarray(layer["usage"]).sum(1), 1.0, atol=1e-3)  # rounded to 4 places
         assert layer["mutual_information_bits"] >= 0 and layer["shuffled_mi_bits_max"] >= 0
     assert main(["--artifact", str(tasks["plain"]), "--texts", str(tmp_path / "none.csv"), "--out", str(out)]) == 2
+
+
+def test_fused_scores_read_equals_the_two_product_read(tiny_bert):
+    """spartan_fused (parent and child scores in one product, for the int8 program) is the same function."""
+    import copy
+
+    from mobile_export.model import EdgeModel, MemoryShape
+
+    backbone, tok = load_backbone(tiny_bert)
+    shape = MemoryShape(2, 16, 3, 8, 1.6, backbone.config.hidden_size)
+    two = EdgeModel(copy.deepcopy(backbone), shape, tok.sep_token_id)
+    one = EdgeModel(copy.deepcopy(backbone), shape, tok.sep_token_id, fused_scores=True)
+    g = torch.Generator().manual_seed(0)
+    h = shape.hidden_size
+    memory = [torch.randn(2, 16, h, generator=g), torch.randn(2, 48, h, generator=g),
+              torch.randn(2, h, 48, generator=g) * 0.5, torch.randn(8, h, generator=g), torch.randn(8, generator=g)]
+    enc = tok(["a gentle and moving film", "the plot is thin"], ["yes", "no"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a = two(enc["input_ids"], enc["attention_mask"], *memory)
+        b = one(enc["input_ids"], enc["attention_mask"], *memory)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

@@ -1,6 +1,6 @@
 """Training throughput per method (examples/s) on this CPU, few-shot setting, methods interleaved in one run.
 
-    python benchmarks/train_throughput.py [--methods spartan,houlsby,...] [--rounds 7] [--steps 3]
+    python -m benchmarks.train_throughput [--methods spartan,houlsby,...] [--rounds 7] [--steps 3]
 
 Each round times `--steps` optimizer steps of every method in turn (same batches, same order), so machine noise hits
 all methods alike; we report median, p10 and p90 over rounds, and each method's step time relative to SPARTAN.
@@ -23,17 +23,15 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
+
+from pipeline.backbone import encoder_layers, load_backbone
+from pipeline.data import limit_train, load_glue
+from pipeline.methods import default_options
+from pipeline.model import TaskModel
+from pipeline.trainer import encode, train_step
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from torch import nn  # noqa: E402
-
-from pipeline.backbone import encoder_layers, load_backbone  # noqa: E402
-from pipeline.data import limit_train, load_glue  # noqa: E402
-from pipeline.methods import default_options  # noqa: E402
-from pipeline.model import TaskModel  # noqa: E402
-from pipeline.trainer import encode, train_step  # noqa: E402
 
 
 def quantile(xs: list[float], q: float) -> float:

@@ -27,9 +27,11 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .cli import gc_command, publish_command
+    from .console import bp as console_bp
     from .publish import bp as publish_bp
 
     app.register_blueprint(api_bp)
+    app.register_blueprint(console_bp)
     app.register_blueprint(publish_bp)
     app.cli.add_command(publish_command)
     app.cli.add_command(gc_command)

@@ -10,6 +10,7 @@ matches and can never yield a stale 304 or a 206 spliced from two versions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
@@ -18,8 +19,9 @@ from spartan_formats.catalog import CATALOG_FORMAT_VERSION
 from spartan_formats.names import is_name, is_sha256
 
 from . import registry
-from .db import get_db, get_store
+from .db import get_db, get_downloads, get_store
 from .errors import ApiError
+from .offload import hand_off
 
 bp = Blueprint("api", __name__)
 
@@ -41,7 +43,8 @@ def check_task(task: str) -> str:
     return task
 
 
-def send_blob(sha256: str, name: str, pinned_at: float | None, headers: dict | None = None) -> Response:
+def send_blob(sha256: str, name: str, pinned_at: float | None, headers: dict | None = None,
+              on_download: Callable[[], None] | None = None) -> Response:
     """A stored file with a strong ETag (its sha256), Content-Length, Accept-Ranges; 304/206/412/416 come from
     werkzeug's conditional handling. `pinned_at` is the publish time of a pinned version (None for "latest")."""
     path = get_store().path(sha256)
@@ -58,7 +61,9 @@ def send_blob(sha256: str, name: str, pinned_at: float | None, headers: dict | N
     resp.headers["X-Content-SHA256"] = sha256
     for k, v in (headers or {}).items():
         resp.headers[k] = v
-    return resp
+    if on_download is not None and request.method == "GET" and resp.status_code == 200:
+        on_download()  # a new download: not a 304 revalidation, not a 206 resume
+    return hand_off(resp, sha256)  # the body itself may be sent by nginx or a CDN (offload.py)
 
 
 def _backbone_view(b: dict) -> dict:
@@ -80,12 +85,12 @@ def _memory_view(m: dict) -> dict:
 
 @bp.get("/healthz")
 def healthz():
-    get_db().execute("SELECT 1")
+    get_db().one("SELECT 1 AS ok")
     return {"ok": True}
 
 
 @bp.get("/manifest")
-def manifest():
+def catalog():
     """The catalog (spartan_formats.catalog): the latest backbone per target and every task's latest memory per
     target, every URL pinned to its version."""
     conn = get_db()
@@ -172,7 +177,8 @@ def memory(task: str):
     return send_blob(m["sha256"], f"{task}.v{m['version']}.safetensors",
                      m["published_at"] if version is not None else None,
                      headers={"X-Memory-Version": str(m["version"]),
-                              "X-Backbone-Fingerprint": m["backbone_fingerprint"]})
+                              "X-Backbone-Fingerprint": m["backbone_fingerprint"]},
+                     on_download=lambda: get_downloads().count(task, target, m["version"]))
 
 
 @bp.get("/memories/<task>/versions")

@@ -131,6 +131,8 @@ class FolderBlobStore:
             staged.path.unlink(missing_ok=True)
             return staged.sha256
         dest.parent.mkdir(exist_ok=True)
+        # mkstemp made it 0600; blobs are public bytes, and the web server sending them (nginx) is another user.
+        os.chmod(staged.path, 0o644)
         os.replace(staged.path, dest)
         fsync_dir(dest.parent)
         return staged.sha256

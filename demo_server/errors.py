@@ -37,6 +37,15 @@ def init_app(app: Flask) -> None:
             resp.headers["Retry-After"] = str(e.extra["retry_after"])
         return resp
 
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception):
+        # A bug or a lost database connection (db.py drops it, so the next request reconnects): still JSON, and
+        # nothing about the internals in the body; the traceback goes to the server log.
+        if isinstance(e, HTTPException):
+            return _http_error(e)
+        app.logger.exception("unhandled error")
+        return _json(500, "internal_error", "internal server error; the request can be retried")
+
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
         resp = _json(e.code or 500, (e.name or "error").lower().replace(" ", "_"), e.description or e.name)

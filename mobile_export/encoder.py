@@ -1,7 +1,7 @@
 """An encoder forward that XNNPACK can take whole: BERT/RoBERTa layer math over the Hugging Face modules' weights.
 
 Why not call the Hugging Face model: its forward leaves several ops outside XNNPACK (executorch 1.5.1), and every
-op left out splits the program into another delegate piece (the bare MiniLM lowered into 56; docs/export.md):
+op left out splits the program into another delegate piece (the bare MiniLM lowered into 32; docs/export.md):
 - `native_layer_norm` has no XNNPACK config -> `FastLayerNorm` writes it as mean/var/rsqrt/mul/add, the two means as
   `F.linear` with a constant 1/H row (XNNPACK's `mean.dim` only takes 4-D inputs);
 - the attention-mask helpers (`where/any/logical_not/eq/full_like`) -> one additive float mask, built once;

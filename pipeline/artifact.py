@@ -17,14 +17,15 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from spartan_formats.artifact import ARTIFACT_FORMAT_VERSION, ARTIFACT_METADATA_KEY, ARTIFACT_NAME
+
 from .atomic import atomic_write
 from .backbone import default_backbone, encoder_layers, fingerprint, load_backbone, tensors_digest
 from .errors import UserError
 from .model import HEADS, TaskModel, TaskSpec
 
-FORMAT_VERSION = 1
-ARTIFACT_NAME = "task.safetensors"
-METADATA_KEY = "spartan_edge"
+# The artifact header's constants live with the other formats (torch-free): spartan_formats.artifact
+FORMAT_VERSION, ARTIFACT_NAME, METADATA_KEY = ARTIFACT_FORMAT_VERSION, ARTIFACT_NAME, ARTIFACT_METADATA_KEY
 DEFAULT_BACKBONE_ID = "embedded:all-MiniLM-L6-v2"
 
 

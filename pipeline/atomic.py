@@ -1,32 +1,6 @@
-"""Atomic file replacement: a crash leaves the old file (or none), never a half-written one."""
+"""Atomic file replacement (defined once, in spartan_formats.atomic): a crash leaves the old file (or none), never a
+half-written one."""
 
-from __future__ import annotations
+from spartan_formats.atomic import atomic_write
 
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)` on a temporary file beside `path`, fsync it, rename it over `path`, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open() would
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+__all__ = ["atomic_write"]

@@ -7,10 +7,13 @@ cd "$(dirname "$0")/.."
 debian=(
   # apps/native: the C++ runtime (CMake + g++ against the ExecuTorch wheel), downloads, JSON, Unicode for the tokenizer
   cmake g++ pkg-config libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libutf8proc-dev libicu-dev
-  # apps/android: JUnit 5 for the JVM tests of the Kotlin SDK (JDK 17 with jni.h is on the machine)
-  junit5
+  # apps/android: JUnit 5 for the JVM tests of the Kotlin SDK (JDK 17 with jni.h is on the machine), and Android's
+  # own org.json (the JSON API every Android device has) so the SDK parses JSON the same way on the JVM
+  junit5 libandroid-json-java
   # demo_server scale-out: PostgreSQL registry, nginx file offload, a real browser for the console test
   postgresql nginx chromium chromium-driver
+  # benchmarks/server_load.py --driver wrk: a C load generator (the Python clients eat the shared cores)
+  wrk
 )
 missing=()
 for p in "${debian[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

@@ -13,8 +13,7 @@ from typing import Any
 from . import fields as F
 from .backbone import read_backbone
 from .errors import FormatError
-from .memory import MEMORY_DTYPES
-from .names import check_fingerprint, check_name, check_sha256
+from .names import check_fingerprint, check_name, check_sha256, is_memory_dtype
 
 CATALOG_FORMAT_VERSION = 1
 MAX_CATALOG_BYTES = 16 * 1024 * 1024
@@ -52,7 +51,7 @@ def read_catalog_entry_memory(doc: Any, task: str, target: str) -> dict:
            "backbone_fingerprint": check_fingerprint(F.need(d, "backbone_fingerprint", w),
                                                      f"{w}.backbone_fingerprint"),
            "url": check_url(F.need(d, "url", w), f"{w}.url")}
-    if d.get("dtype") is not None and d["dtype"] not in MEMORY_DTYPES:
+    if d.get("dtype") is not None and not is_memory_dtype(d["dtype"]):
         raise FormatError("bad_dtype", f"{w}.dtype {d['dtype']!r} is not fp32 or fp16")
     for k in ("dtype", "label_names", "is_regression", "metric", "metrics", "published_at"):
         if k in d:

@@ -15,8 +15,7 @@ from . import fields as F
 from .atomic import atomic_write_bytes
 from .backbone import read_backbone, read_file_list, read_inputs, read_memory_shape
 from .errors import FormatError
-from .memory import MEMORY_DTYPES
-from .names import check_fingerprint, check_name, check_path, check_sha256
+from .names import check_fingerprint, check_name, check_path, check_sha256, is_memory_dtype
 
 DIST_MANIFEST_FORMAT_VERSION = 1
 RECIPE_DIST_MANIFEST_FORMAT_VERSION = 2  # the recipe program: LayerNorm and MLP-head inputs, a defaults file
@@ -68,7 +67,7 @@ def read_dist_manifest(doc: Any) -> dict:
             check_path(F.need(f, "path", f"{w}.files.{target}"), f"{w}.files.{target}.path")
             check_sha256(F.need(f, "sha256", f"{w}.files.{target}"), f"{w}.files.{target}.sha256")
             F.integer(F.need(f, "bytes", f"{w}.files.{target}"), f"{w}.files.{target}.bytes", 0)
-            if f.get("dtype", "fp32") not in MEMORY_DTYPES:
+            if not is_memory_dtype(f.get("dtype", "fp32")):
                 raise FormatError("bad_dtype", f"{w}.files.{target}.dtype {f.get('dtype')!r} is not fp32 or fp16")
     return d
 

@@ -26,7 +26,7 @@ from . import safetensors_file
 from .atomic import atomic_write_bytes
 from .backbone import MAX_LABELS_LIMIT, check_against, read_memory_shape
 from .errors import FormatError
-from .names import check_fingerprint, check_name
+from .names import check_fingerprint, check_name, is_memory_dtype
 
 MEMORY_FORMAT_VERSION = 1
 RECIPE_FORMAT_VERSION = 2
@@ -79,7 +79,7 @@ def read_metadata(meta_raw: Any) -> dict:
                                            f"then some of {list(RECIPE_TENSORS)} in that order, not {names}")
     check_name(F.need(m, "task", w), "task")
     dtype = F.need(m, "dtype", w)
-    if not isinstance(dtype, str) or dtype not in MEMORY_DTYPES:
+    if not is_memory_dtype(dtype):
         raise FormatError("bad_dtype", f"metadata dtype {F._show(dtype)} is not one of {sorted(MEMORY_DTYPES)}")
     check_fingerprint(F.need(m, "backbone_fingerprint", w))
     if "memory_shape" not in m:
@@ -166,7 +166,7 @@ def memory_metadata(*, task: str, label_names: list[str], is_regression: bool, m
 def memory_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
     """Serialise a memory file (tensors cast to the metadata's dtype) and check it with the reader: a writer
     can never produce a file the readers refuse."""
-    dt = NUMPY_DTYPES.get(meta.get("dtype"))
+    dt = NUMPY_DTYPES[meta["dtype"]] if is_memory_dtype(meta.get("dtype")) else None
     if dt is None:
         raise FormatError("bad_dtype", f"metadata dtype {meta.get('dtype')!r} is not one of {sorted(MEMORY_DTYPES)}")
     names = meta["tensors"] if meta.get("format_version") == RECIPE_FORMAT_VERSION else MEMORY_TENSORS

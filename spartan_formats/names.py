@@ -35,6 +35,10 @@ def is_relative_path(s: object) -> bool:
     return all(_SEGMENT.fullmatch(seg) and ".." not in seg for seg in s.split("/"))
 
 
+def is_memory_dtype(s: object) -> bool:
+    return isinstance(s, str) and s in ("fp32", "fp16")
+
+
 def check_name(s: object, what: str = "name") -> str:
     if not is_name(s):
         raise FormatError("bad_name", f"{what} {_show(s)} is not 1-64 characters of A-Z a-z 0-9 _ . - "

@@ -54,11 +54,12 @@ class SafetensorsFile:
 def parse(data: bytes | memoryview) -> SafetensorsFile:
     data = memoryview(data)
     if len(data) < 8:
-        raise FormatError("truncated", f"not a safetensors file: {len(data)} bytes, shorter than the 8-byte header length")
+        raise FormatError("truncated", f"not a safetensors file: {len(data)} bytes, shorter than the 8-byte "
+                                       "header length")
     (n,) = struct.unpack("<Q", data[:8])
     if n == 0 or n > MAX_HEADER_BYTES or n > len(data) - 8:
-        raise FormatError("bad_header_length", f"not a safetensors file (corrupt or truncated): header length {n} does not fit a {len(data)}-byte file "
-                                               f"(limit {MAX_HEADER_BYTES})")
+        raise FormatError("bad_header_length", f"not a safetensors file (corrupt or truncated): header length {n} "
+                                               f"does not fit a {len(data)}-byte file (limit {MAX_HEADER_BYTES})")
     header = parse_json(bytes(data[8:8 + n]), "safetensors header", code="header_not_json")
     if not isinstance(header, dict):
         raise FormatError("header_not_object", "safetensors header is not a JSON object")

@@ -101,3 +101,61 @@ def server(tmp_path_factory, dist):
     assert r.returncode == 0, r.stderr
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL cluster (initdb + postgres on a loopback port) for the session; each server gets
+    its own database in it. Skipped only where PostgreSQL's binaries or the driver are missing."""
+    from demo_server.localstack import Postgres, postgres_bindir
+
+    if postgres_bindir() is None:
+        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed: apt-get install postgresql")
+    pytest.importorskip("psycopg", reason="psycopg not installed: pip install 'psycopg[binary]'")
+    pg = Postgres(durable=False)
+    pg.databases = 0
+    yield pg
+    pg.stop()
+
+
+def new_postgres_database(cluster) -> str:
+    cluster.databases += 1
+    return cluster.create_database(f"test{cluster.databases}")
+
+
+def nginx_available() -> bool:
+    import shutil
+
+    return bool(shutil.which("nginx") or os.access("/usr/sbin/nginx", os.X_OK))
+
+
+# The deployments the HTTP suites (test_server.py, test_delivery.py) run against: the embedded default (SQLite, one
+# gunicorn), the registry on PostgreSQL, and the scaled-out stack (two gunicorn instances on one PostgreSQL and one
+# blob folder behind nginx, which sends the file bodies by X-Accel-Redirect).
+DEPLOYMENTS = ["sqlite", "postgresql", "nginx-2x-postgresql"]
+
+
+def deployed_server(request, tmp_path_factory, dist):
+    """Body of a module's parametrized `server` fixture: start request.param's deployment, publish `dist`."""
+    from edge_support import TOKEN, ServerProcess, publish
+
+    from demo_server.localstack import Stack
+
+    kind = request.param
+    root = tmp_path_factory.mktemp(kind)
+    if kind == "sqlite":
+        srv = ServerProcess(root / "instance")
+    else:
+        database = new_postgres_database(request.getfixturevalue("postgres_cluster"))
+        if kind == "postgresql":
+            srv = ServerProcess(root / "instance", env={"SPARTAN_EDGE_DATABASE": database})
+        else:
+            if not nginx_available():
+                pytest.skip("nginx not installed: apt-get install nginx")
+            srv = Stack(root, instances=2, token=TOKEN, database=database, workers=1)
+    try:
+        r = publish(srv.url, dist)
+        assert r.returncode == 0, r.stderr
+        yield srv
+    finally:
+        srv.stop()

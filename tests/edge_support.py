@@ -7,22 +7,20 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-import requests
 from safetensors.numpy import save as st_save
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `apps` and `demo_server` import from the checkout, installed or not
     sys.path.insert(0, str(REPO))
+from demo_server.localstack import Gunicorn, free_port  # noqa: E402, F401 - free_port is re-exported for tests
 from spartan_formats.memory import MEMORY_METADATA_KEY, memory_metadata  # noqa: E402
 
 TOKEN = "test-token-0123456789"
@@ -111,55 +109,17 @@ def make_dist(root: Path, tasks: dict[str, dict] | None = None, *, fp: str = FP,
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """gunicorn (2 workers, threads) serving demo_server from `instance` on a loopback port."""
+class ServerProcess(Gunicorn):
+    """gunicorn (2 workers, threads) serving demo_server from `instance` on a loopback port; `env` adds
+    SPARTAN_EDGE_* settings (another database, offload)."""
 
     def __init__(self, instance: Path, token: str | None = TOKEN, workers: int = 2, threads: int = 4,
-                 env: dict | None = None, port: int | None = None) -> None:
-        self.instance, self.port = Path(instance), port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "SPARTAN_EDGE_INSTANCE": str(self.instance), "PYTHONPATH": str(REPO), **(env or {})}
-        env.pop("SPARTAN_EDGE_PUBLISH_TOKEN", None)
-        if token:
-            env["SPARTAN_EDGE_PUBLISH_TOKEN"] = token
-        self.log = open(self.instance.parent / f"server-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads", str(threads),
-             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "2", "demo_server:create_app()"],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 30
-        while True:
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                self.stop()
-                raise RuntimeError(f"server did not start: {(self.instance.parent / f'server-{self.port}.log')}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
+                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+        super().__init__(instance, env, token, workers, threads, port=port)
 
     def crash(self) -> None:
         """kill -9 the master and every worker at once (a power cut, an OOM kill)."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self.log.close()
+        self.kill()
 
 
 def publish(url: str, dist: Path, token: str = TOKEN) -> subprocess.CompletedProcess:

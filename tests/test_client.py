@@ -16,6 +16,7 @@ from edge_support import (
     REPO,
     CuttingProxy,
     FakeServer,
+    free_port,
     make_dist,
     memory_bytes,
     sha256,
@@ -210,3 +211,75 @@ def test_client_never_imports_pipeline(good_cache):
             f"assert main(['good movie', '--offline', '--cache', {str(cache)!r}, '--task', 'sst2']) == 0; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('pipeline', 'mobile_export')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120, capture_output=True)
+
+
+# --- issue 11: nothing a network peer says names a file; garbage or silence falls back to the verified cache ------
+
+@pytest.mark.parametrize("evil", ["ABS", "../../victim.txt", "../state.json", "../blobs"])
+def test_catalog_digest_naming_a_path_touches_no_file(fake, good_cache, tmp_path, evil):
+    """Item 1: a catalog whose task sha256 is a path made the old client unlink that path (exit 0)."""
+    cache, (a, _) = good_cache
+    c = shutil.copytree(cache, tmp_path / "c")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    evil = str(victim) if evil == "ABS" else evil
+    publish_fake(fake, "sst2", memory_bytes("sst2", seed=30))
+    fake.manifest["tasks"]["sst2"]["android"]["sha256"] = evil
+    fake.set_manifest()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    p = EdgeClient(fake.url, c).predict("sst2", "good movie")
+    assert p.memory_version == 1 and p.logits == a["logits"]  # the verified cache, with a warning
+    assert "not a valid catalog" in p.warnings[0] and "bad_sha256" in p.warnings[0]
+    assert victim.read_text() == "keep me"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert not any(h[0].startswith("/memories/") for h in fake.hits)
+
+
+def test_tampered_state_file_names_no_file(good_cache, server, tmp_path):
+    cache, (a, _) = good_cache
+    c = shutil.copytree(cache, tmp_path / "c")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    state = json.loads((c / "state.json").read_text())
+    state["memories"]["sst2"]["sha256"] = str(victim)
+    (c / "state.json").write_text(json.dumps(state))
+    p = EdgeClient(server.url, c).predict("sst2", "good movie")
+    assert "ignoring the cache state" in p.warnings[0] and p.logits == a["logits"]
+    assert victim.read_text() == "keep me"
+    assert p.bytes_fetched == 0  # the verified blobs are found again by their sha256
+
+
+@pytest.mark.parametrize("body", [b"<!doctype html><html><body>Sign in to the Wi-Fi</body></html>", b"",
+                                  b'{"format_version": 1, "backbones": {"android": 3}, "tasks": {}}'])
+def test_garbage_catalog_falls_back_to_verified_cache(fake, good_cache, tmp_path, body):
+    cache, (a, _) = good_cache
+    fake.routes["/manifest"] = body
+    rc, out, err = run_cli("good movie", "--server", fake.url, "--cache", shutil.copytree(cache, tmp_path / "c"),
+                           "--task", "sst2")
+    assert rc == 0 and out[0]["logits"] == a["logits"] and "Traceback" not in err
+    assert "not a valid catalog" in err and "using the cached backbone" in err
+    rc, out, err = run_cli("good movie", "--server", fake.url, "--cache", tmp_path / "empty", "--task", "sst2")
+    assert rc == 1 and "Traceback" not in err and "not a valid catalog" in err and "no backbone" in err
+
+
+def test_server_down_falls_back_to_verified_cache(good_cache, tmp_path):
+    cache, (a, _) = good_cache
+    down = f"http://127.0.0.1:{free_port()}"
+    rc, out, err = run_cli("good movie", "--server", down, "--cache", shutil.copytree(cache, tmp_path / "c"),
+                           "--task", "sst2")
+    assert rc == 0 and out[0]["logits"] == a["logits"] and "cannot reach" in err and "warning:" in err
+    rc, out, err = run_cli("good movie", "--server", down, "--cache", tmp_path / "empty", "--task", "sst2")
+    assert rc == 1 and "cannot reach" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("which", ["tokenizer", "memory"])
+def test_corrupt_cached_file_is_refetched_alone_in_one_run(good_cache, server, dist, tmp_path, which):
+    cache, (a, _) = good_cache
+    c = shutil.copytree(cache, tmp_path / "c")
+    rel = "android/tokenizer.json" if which == "tokenizer" else "android/memories/sst2.safetensors"
+    blob = c / "blobs" / sha256((dist / rel).read_bytes())
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    p = EdgeClient(server.url, c).predict("sst2", "good movie")
+    assert p.logits == a["logits"] and p.bytes_fetched == (dist / rel).stat().st_size  # not the program again

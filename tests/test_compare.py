@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -33,6 +35,7 @@ def compare(tmp_path, tiny_bert, *extra):
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_compare_runs_every_cell_and_resumes(tmp_path, tiny_bert):
     glue_folder(tmp_path / "glue")
     p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--seeds", "1")
@@ -54,6 +57,7 @@ def test_compare_runs_every_cell_and_resumes(tmp_path, tiny_bert):
     assert "| spartan (lr 0.001) |" in (tmp_path / "out" / "compare_full.md").read_text()
 
 
+@pytest.mark.slow
 def test_compare_bad_input(tmp_path, tiny_bert):
     glue_folder(tmp_path / "glue")
     p = compare(tmp_path, tiny_bert, "--methods", "spartan,magic")
@@ -63,6 +67,7 @@ def test_compare_bad_input(tmp_path, tiny_bert):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_lr_sweep_in_parallel_feeds_the_comparison(tmp_path, tiny_bert):
     glue_folder(tmp_path / "glue")
     p = compare(tmp_path, tiny_bert, "--tasks", "sst2", "--methods", "spartan")  # before any sweep: lr 1e-3

@@ -125,6 +125,7 @@ def test_hub_offline_fails_fast_naming_the_local_alternative(monkeypatch):
         load_hub("rte")
 
 
+@pytest.mark.slow
 def test_hub_without_network_fails_fast(tmp_path):
     """With the offline switch unset, the real download path runs and fails (no network here) with the hint."""
     env = {k: v for k, v in __import__("os").environ.items() if not k.endswith("_OFFLINE")}

@@ -113,3 +113,18 @@ def test_bad_config_is_rejected():
         SpartanConfig(num_parents=4, top_k=5)
     with pytest.raises(ValueError, match="temperature"):
         SpartanConfig(temperature=0)
+
+
+def test_top_k_mask_under_export_is_the_same_rule():
+    """top_k_mask spells the rule as sort + scatter eagerly and as rank comparisons under torch.export (what Core ML
+    converts); both keep the same entries, ties included."""
+    class Mask(torch.nn.Module):
+        def forward(self, x):
+            return top_k_mask(x, 3)
+
+    x = torch.randint(0, 4, (64, 8)).float()  # many ties
+    exported = torch.export.export(Mask(), (x,), strict=False).module()
+    assert torch.equal(exported(x), top_k_mask(x, 3))
+    assert top_k_mask(x, 3).sum(-1).eq(3).all()
+    ops = {str(n.target) for n in torch.export.export(Mask(), (x,), strict=False).graph.nodes}
+    assert not any("sort" in op or "scatter" in op for op in ops)  # the comparison form is what gets exported

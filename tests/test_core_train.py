@@ -178,6 +178,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_bert, se
     assert not (tmp_path / "b" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume(tmp_path, tiny_bert, sentiment_csvs):
     """A real process killed with SIGKILL right after its first checkpoint finishes like an uninterrupted run."""
     common = ["--epochs", "6", "--save-steps", "3"]
@@ -202,6 +203,7 @@ def test_sigkill_mid_training_then_resume(tmp_path, tiny_bert, sentiment_csvs):
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path):
     def run(*argv):
         p = subprocess.run([sys.executable, "-m", "pipeline.train", "--output-dir", str(tmp_path / "x"), *argv],
@@ -230,8 +232,8 @@ def test_config_errors_are_one_line_and_help_imports_no_torch(tmp_path):
     code, line = run("--top-k", "99")
     assert code == 2 and line.startswith("error: SPARTAN memory options: top_k must be in 1..num_parents (16)")
     assert not (tmp_path / "x").exists()
-    probe = ("import sys, pipeline.train, pipeline.compare, mobile_export.cli; "
-             "[m.build_parser() for m in (pipeline.train, pipeline.compare, mobile_export.cli)]; "
+    probe = ("import sys, pipeline.train, pipeline.compare, benchmarks.compare, mobile_export.cli; "
+             "[m.build_parser() for m in (pipeline.train, benchmarks.compare, mobile_export.cli)]; "
              "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr
@@ -255,3 +257,15 @@ def test_train_config_is_the_api(tmp_path, tiny_bert, sentiment_csvs):
     assert result.steps == 3 and read_metadata(tmp_path / "run")["options"]["num_parents"] == 4
     with pytest.raises(UserError, match="unknown method 'magic'"):
         TrainConfig(output_dir="x", method="magic")
+
+
+def test_cli_summary_lists_outputs_and_hints_when_unsure(tmp_path, tiny_bert, sentiment_csvs, capsys):
+    from pipeline.train import main
+
+    argv = _cli(tmp_path / "run", tiny_bert, sentiment_csvs, "--epochs", "0.25")
+    argv[argv.index("--learning-rate") + 1] = "1e-7"  # learns nothing: the loss stays at guessing (ln 2)
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith("sentiment/spartan: accuracy ")
+    assert f"{tmp_path / 'run' / 'task.safetensors'}  (" in out and " bytes)" in out
+    assert "hint: the training loss is still 0.6" in err and "--epochs 3" in err

@@ -63,6 +63,7 @@ def tiny_dist(tiny_tasks, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_layout_and_manifest(tiny_dist):
     m = json.loads((tiny_dist / "manifest.json").read_text())
     assert m["format_version"] == 1 and set(m["targets"]) == {"android", "ios"} and set(m["tasks"]) == {"sst2", "rte"}
@@ -82,6 +83,7 @@ def test_layout_and_manifest(tiny_dist):
     assert not list(tiny_dist.parent.glob(".dist.partial-*"))
 
 
+@pytest.mark.slow
 def test_export_passes_the_format_readers(tiny_dist):
     """What the exporter writes is what spartan_formats (and so the server and devices) accept."""
     from spartan_formats.dist_manifest import backbone_description, load_dist_manifest
@@ -94,6 +96,7 @@ def test_export_passes_the_format_readers(tiny_dist):
             read_memory_file(tiny_dist / task["files"][target]["path"], backbone=bb, task=name)
 
 
+@pytest.mark.slow
 def test_memory_file_is_self_describing_with_numpy_only(tiny_dist):
     from safetensors import safe_open
 
@@ -111,6 +114,7 @@ def test_memory_file_is_self_describing_with_numpy_only(tiny_dist):
     assert not arrays["head_weight"][2:].any()  # zero padding beyond the task's outputs
 
 
+@pytest.mark.slow
 def test_ios_package_spec(tiny_dist, tmp_path):
     import zipfile
 
@@ -129,6 +133,7 @@ def test_ios_package_spec(tiny_dist, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML prediction needs macOS (no Core ML runtime on Linux)")
+@pytest.mark.slow
 def test_ios_parity_on_macos(tiny_dist, tiny_tasks, tmp_path):
     import zipfile
 
@@ -148,6 +153,7 @@ def test_ios_parity_on_macos(tiny_dist, tiny_tasks, tmp_path):
     np.testing.assert_allclose(got, want, atol=2e-2)  # fp16 compute
 
 
+@pytest.mark.slow
 def test_int8_program_with_fp16_memories_runs(tiny_tasks, tmp_path):
     from mobile_export.parity import load_android, run_android
 
@@ -237,6 +243,7 @@ def test_failed_export_leaves_nothing(tiny_tasks, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_unknown_target_and_exit_code(tiny_tasks, tmp_path):
     cmd = [sys.executable, "-m", "pipeline.export", "--target", "windows", "--memories", str(tiny_tasks["a"]),
            "--out", str(tmp_path / "dist")]
@@ -251,6 +258,7 @@ def _bytes_of(dist: Path) -> dict[str, bytes]:
     return {p.relative_to(dist).as_posix(): p.read_bytes() for p in sorted(dist.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_add_task_into_existing_export_leaves_the_program_alone(tiny_bert, tiny_tasks, tmp_path):
     import time
 
@@ -286,6 +294,7 @@ def test_add_task_into_existing_export_leaves_the_program_alone(tiny_bert, tiny_
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_add_task_refusals_change_nothing(tiny_bert, tiny_backbones, tiny_tasks, tmp_path):
     from mobile_export.bundle import add_memories
 
@@ -306,6 +315,7 @@ def test_add_task_refusals_change_nothing(tiny_bert, tiny_backbones, tiny_tasks,
         add_memories(tmp_path / "nowhere", [tiny_tasks["b"]], quiet=True)
 
 
+@pytest.mark.slow
 def test_memory_file_holds_the_artifact_tensors_unchanged(tiny_tasks, tiny_dist):
     from pipeline.artifact import read_tensors
 
@@ -333,6 +343,7 @@ def real_dist(real_tasks, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_memory_file_sizes(real_dist, real_tasks):
     from pipeline.artifact import read_metadata, read_tensors
 
@@ -346,6 +357,7 @@ def test_memory_file_sizes(real_dist, real_tasks):
 
 
 @pytest.mark.skipif(not (GLUE / "RTE" / "dev.tsv").is_file(), reason="needs ../shared/data/glue")
+@pytest.mark.slow
 def test_parity_and_memory_swap_on_one_program(real_dist, real_tasks):
     from transformers import AutoTokenizer
 

@@ -1,4 +1,5 @@
-"""The fast export graph (mobile_export.encoder + the delegated memory read) and the latency benchmark (apps/latency).
+"""The fast export graph (mobile_export.encoder + the delegated memory read) and the latency benchmark
+(benchmarks/latency, run as apps.latency).
 
 Tiny random encoders only: parity of the new graph with eager pipeline models (in torch and in the ExecuTorch
 runtime), that XNNPACK takes it in few pieces, and that `python -m apps.latency` runs end to end and refuses bad
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from apps.latency.__main__ import main as latency_main
+from benchmarks.latency.__main__ import main as latency_main
 from mobile_export import android
 from mobile_export.model import (
     _DROP,
@@ -102,6 +103,7 @@ def test_edge_model_matches_eager_task_model(tiny_backbones, kind):
     torch.testing.assert_close(got_coreml, want, atol=2e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_fast_program_is_one_delegate_and_matches_in_executorch(tiny_bert, tmp_path):
     from executorch.runtime import Runtime
 
@@ -128,6 +130,7 @@ def test_fast_program_is_one_delegate_and_matches_in_executorch(tiny_bert, tmp_p
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_latency_script_end_to_end(tiny_bert, tmp_path):
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "apps.latency", "--model", tiny_bert, "--methods", "spartan,lora",

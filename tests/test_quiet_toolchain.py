@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 PROBE = """
@@ -20,6 +22,7 @@ logging.getLogger("coremltools").warning("canary: another coremltools warning")
 """
 
 
+@pytest.mark.slow
 def test_known_noise_is_dropped_and_other_warnings_show():
     p = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import requests
+from conftest import DEPLOYMENTS, deployed_server
 from edge_support import (
     FP,
     MAX_LABELS,
@@ -38,6 +39,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     return make_dist(tmp_path_factory.mktemp("dist"))
+
+
+# Every test that takes `server` runs against each deployment (conftest.DEPLOYMENTS): SQLite, PostgreSQL, and two
+# instances on PostgreSQL behind nginx sending the file bodies. Same requests, same expected answers.
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def server(request, tmp_path_factory, dist):
+    yield from deployed_server(request, tmp_path_factory, dist)
 
 
 def manifest(server) -> dict:

@@ -1,8 +1,3 @@
-"""On-device latency comparison: bare backbone vs SPARTAN, Houlsby, Pfeiffer and LoRA in the ExecuTorch runtime.
-
-    python -m apps.latency --out docs/results                       # MiniLM (default)
-    python -m apps.latency --model roberta-base-random --out docs/results
-
-Uses mobile_export (the same export and lowering as `python -m pipeline.export`) and the ExecuTorch runtime; never
-the server. Unlike apps/client it imports pipeline: it builds the baselines with pipeline's method constructions.
-"""
+"""`python -m apps.latency`: the on-device latency comparison (bare backbone vs SPARTAN, Houlsby, Pfeiffer and LoRA in
+the ExecuTorch runtime). The user-facing command lives here beside the device client; the code is in
+benchmarks/latency/ with the other measurements."""

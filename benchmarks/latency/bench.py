@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mobile_export import android
+from spartan_formats.memory import MEMORY_TENSORS
 
 from .variants import MAX_LABELS, Variant
 
@@ -144,9 +145,9 @@ def time_config(programs: list[Program], eager: list[Variant], batch: int, seq: 
 
 
 def peak_rss(program: Program, seq: int, threads: int) -> dict:
-    """Peak resident memory of a fresh process that loads the program and runs it (apps.latency.rss)."""
+    """Peak resident memory of a fresh process that loads the program and runs it (benchmarks.latency.rss)."""
     shapes = [list(t.shape) for t in program.variant.inputs]
-    cmd = [sys.executable, "-m", "apps.latency.rss", str(program.path), "--seq", str(seq), "--batch",
+    cmd = [sys.executable, "-m", "benchmarks.latency.rss", str(program.path), "--seq", str(seq), "--batch",
            str(program.batch), "--threads", str(threads), "--shapes", json.dumps(shapes)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                           os.environ.get("PYTHONPATH", "")])}
@@ -165,7 +166,7 @@ def task_switch(program: Program, seq: int, vocab: int, repeats: int = 5) -> dic
 
     ids, mask = token_inputs(program.batch, seq, vocab, seed=2)
     loads, firsts = [], []
-    names = ("P", "K", "Vt", "head_weight", "head_bias")
+    names = MEMORY_TENSORS
     with tempfile.TemporaryDirectory() as d:
         if program.variant.method in ("spartan", "bare"):
             files = []

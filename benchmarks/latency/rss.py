@@ -1,6 +1,6 @@
 """Peak RSS of one ExecuTorch program in a fresh process (run by bench.peak_rss; prints one JSON line).
 
-    python -m apps.latency.rss PROGRAM.pte --seq 128 --batch 1 --threads 2 --shapes '[[6,16,384], ...]'
+    python -m benchmarks.latency.rss PROGRAM.pte --seq 128 --batch 1 --threads 2 --shapes '[[6,16,384], ...]'
 
 Reports the resident memory after imports (the runtime itself) and the high-water mark after loading the program
 and running it a few times; the difference is what the program costs.
@@ -21,7 +21,7 @@ def _status_kb(field: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m apps.latency.rss")
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.latency.rss")
     ap.add_argument("program")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--batch", type=int, default=1)

@@ -18,6 +18,7 @@ from mobile_export.model import MemoryShape
 from pipeline.methods import default_options
 from pipeline.model import TaskModel, TaskSpec
 from pipeline.spartan import SpartanConfig
+from spartan_formats.memory import MEMORY_TENSORS
 
 METHODS = ("bare", "spartan", "houlsby", "pfeiffer", "lora")
 PRECISIONS = ("fp32", "int8")
@@ -128,7 +129,7 @@ def build_variant(name: str, backbone: nn.Module, sep: int | None, seed: int = 0
                      decompose_layernorm=decompose_layernorm, recipe=recipe, fused_scores=fused_scores)
     inputs = _memory_inputs(eager, shape) + list(edge.input_defaults().values())  # a plain task on that program
     if method == "spartan":
-        task = dict(zip(("P", "K", "Vt", "head_weight", "head_bias"), inputs[:5], strict=True))
+        task = dict(zip(MEMORY_TENSORS, inputs[:len(MEMORY_TENSORS)], strict=True))
     else:
         task = {n: p for n, p in eager.named_parameters() if p.requires_grad}
     return Variant(name, method, eager, edge, inputs, task_download_bytes(task), infer_views)

@@ -1,0 +1,6 @@
+// NOT run here (see settings.gradle.kts). Versions are the ones this was written against; adjust to your toolchain.
+plugins {
+    id("com.android.library") version "8.7.3" apply false
+    id("com.android.application") version "8.7.3" apply false
+    id("org.jetbrains.kotlin.android") version "2.1.0" apply false
+}

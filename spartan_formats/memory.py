@@ -138,8 +138,8 @@ def read_memory(data: bytes | memoryview, backbone: dict | None = None, task: st
     if backbone is not None:
         check_against(meta, backbone)
         inputs = {i["name"]: i for i in backbone.get("inputs") or [] if isinstance(i, dict)}
-        for name in names:  # the program's input list (when the backbone has one) must take every tensor
-            if inputs and name not in inputs:
+        for name in names:  # a recipe tensor must be an input of the program (a plain program has none of them)
+            if inputs and name in RECIPE_TENSORS and name not in inputs:
                 raise FormatError("tensor_set", f"tensor {name} is not an input of the backbone's program")
             if name in inputs and inputs[name].get("shape") and list(sf.tensors[name].shape) != inputs[name]["shape"]:
                 raise FormatError("tensor_shape", f"tensor {name} has shape {list(sf.tensors[name].shape)}, the "

@@ -141,20 +141,21 @@ def test_unknown_head_in_artifact_is_refused(tasks, tmp_path):
 
 
 def test_train_cli_recipe_options(tiny_bert, sentiment_csvs, tmp_path):
-    from pipeline.train import build_parser, train
+    from pipeline.train import build_parser, config_from_args
+    from pipeline.trainer import train
 
     train_csv, dev_csv = sentiment_csvs
     args = build_parser().parse_args(["--train-file", train_csv, "--validation-file", dev_csv, "--output-dir",
                                       str(tmp_path / "run"), "--head", "mlp", "--train-layernorms", "--epochs", "1",
                                       "--max-train-samples", "16", "--threads", "1",
                                       "--model", tiny_bert])
-    train(args)
+    train(config_from_args(args))
     _, _, meta = load_task(tmp_path / "run")
     assert meta["head"] == "mlp" and meta["options"]["train_layernorms"]
     bad = build_parser().parse_args(["--train-file", train_csv, "--validation-file", dev_csv, "--output-dir",
                                      str(tmp_path / "lora"), "--method", "lora", "--train-layernorms"])
     with pytest.raises(UserError, match="train-layernorms"):
-        train(bad)
+        train(config_from_args(bad))
 
 
 @pytest.mark.slow  # shares the module's one export

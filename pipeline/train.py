@@ -11,7 +11,7 @@ import math
 import sys
 from dataclasses import fields
 
-from .config import METHOD_NAMES, TrainConfig
+from .config import HEAD_NAMES, LAYERNORM_METHODS, METHOD_NAMES, TrainConfig
 from .errors import UserError
 from .spartan.config import SpartanConfig
 
@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--holdout", type=int, default=None,
                       help="evaluate on N examples held out of train instead of dev (for learning-rate sweeps)")
     tr = p.add_argument_group("training")
+    tr.add_argument("--head", choices=list(HEAD_NAMES), default=_D["head"],
+                    help="linear (one layer on the mean-pooled vector) or mlp (dense + tanh + projection on it, "
+                         "RoBERTa's head, as the SPARTAN authors train)")
+    tr.add_argument("--train-layernorms", action="store_true",
+                    help=f"also train the backbone's LayerNorms ({', '.join(LAYERNORM_METHODS)}: the authors' recipes)")
     tr.add_argument("--epochs", type=float, default=_D["epochs"], help="> 0; fractions train part of an epoch")
     tr.add_argument("--learning-rate", type=float, default=_D["learning_rate"])
     tr.add_argument("--weight-decay", type=float, default=_D["weight_decay"])
@@ -62,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--top-k", type=int, default=d.top_k)
     mem.add_argument("--temperature", type=float, default=d.temperature)
     mem.add_argument("--load-balance-coef", type=float, default=d.load_balance_coef)
-    mem.add_argument("--train-layernorms", action="store_true")
     mem.add_argument("--memory-form", choices=["dense", "sparse"], default=d.form)
     return p
 

@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from pipeline.config import METHOD_NAMES, TrainConfig
+from pipeline.config import LAYERNORM_METHODS, METHOD_NAMES, TrainConfig
 from pipeline.errors import UserError
 
 GLUE_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")  # pipeline.data.GLUE's keys; data imports torch
@@ -57,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: summarize the finished cells (unfinished ones show as 'not run')")
     p.add_argument("--lr-sweep", action="store_true", help="tune each method's learning rate on a held-out slice")
-    p.add_argument("--sweep-task", default="sst2")
+    p.add_argument("--sweep-task", default="sst2",
+                   help="task the sweep tunes on; 'each' tunes every --tasks task on its own held-out slice")
+    p.add_argument("--recipe", choices=["plain", "authors"], default="plain",
+                   help="plain: mean pooling + linear head, frozen LayerNorms for every method; authors: the MLP "
+                        "head for every method and trainable LayerNorms for spartan/houlsby/pfeiffer (their papers' "
+                        "recipes); a separate setting (suffix _authors)")
     p.add_argument("--sweep-grid", default=None,
                    help=f"comma-separated rates for every method (default: {DEFAULT_GRID}, full fine-tuning "
                         f"{SWEEP_GRID['full']})")
@@ -73,8 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setting_name(args: argparse.Namespace) -> str:
     if args.few_shot:
-        return f"fewshot{args.few_shot}"
-    return f"n{args.max_train_samples}" if args.max_train_samples else "full"
+        name = f"fewshot{args.few_shot}"
+    else:
+        name = f"n{args.max_train_samples}" if args.max_train_samples else "full"
+    return name + ("_authors" if getattr(args, "recipe", "plain") == "authors" else "")
+
+
+def recipe_overrides(args: argparse.Namespace, method: str) -> dict:
+    """A cell's TrainConfig fields for --recipe authors: the MLP head, and trainable LayerNorms where the method's
+    paper trains them."""
+    if getattr(args, "recipe", "plain") != "authors":
+        return {}
+    return {"head": "mlp", **({"train_layernorms": True} if method in LAYERNORM_METHODS else {})}
 
 
 def run_cells(jobs: list[TrainConfig], args: argparse.Namespace) -> list[dict]:
@@ -133,13 +148,21 @@ def sweep_file(out: Path, setting: str) -> Path:
     return out / f"lr_sweep_{setting}.json"
 
 
-def learning_rates(out: Path, setting: str) -> dict[str, float]:
+def learning_rates(out: Path, setting: str) -> dict:
+    """{"best": {method: lr}, "per_task": {task: {method: lr}}} from the setting's sweep file (empty if none)."""
     f = sweep_file(out, setting)
-    return json.loads(f.read_text())["best"] if f.exists() else {}
+    if not f.exists():
+        return {}
+    report = json.loads(f.read_text())
+    return {"best": report.get("best", {}), "per_task": report.get("best_per_task", {})}
 
 
-def lr_for(method: str, swept: dict[str, float], args: argparse.Namespace) -> float:
-    return swept.get(method, FALLBACK_LR.get(method, args.learning_rate))
+def lr_for(method: str, swept: dict, args: argparse.Namespace, task: str | None = None) -> float:
+    """The task's own swept rate, else the sweep task's, else the fallback."""
+    per_task = swept.get("per_task", {}).get(task, {})
+    if method in per_task:
+        return per_task[method]
+    return swept.get("best", {}).get(method, FALLBACK_LR.get(method, args.learning_rate))
 
 
 def cell_config(args: argparse.Namespace, cell_dir: Path, task: str, method: str, lr: float, seed: int,
@@ -153,24 +176,37 @@ def cell_config(args: argparse.Namespace, cell_dir: Path, task: str, method: str
                        **{**given, **overrides})
 
 
-def lr_sweep(args: argparse.Namespace, methods: list[str]) -> dict:
+def lr_sweep(args: argparse.Namespace, methods: list[str], tasks: list[str] | None = None) -> dict:
+    """Tune every method's rate on `--holdout` examples held out of train (never dev), on the sweep task or, with
+    --sweep-task each, on every task separately."""
     out = Path(args.out)
+    sweep_tasks = tasks if args.sweep_task == "each" else [args.sweep_task]
     custom = [float(x) for x in args.sweep_grid.split(",")] if args.sweep_grid else None
-    grid = [(method, lr) for method in methods for lr in custom or SWEEP_GRID.get(method, DEFAULT_GRID)]
+    grid = [(task, method, lr) for task in sweep_tasks for method in methods
+            for lr in custom or SWEEP_GRID.get(method, DEFAULT_GRID)]
     jobs = []
     extra = {"max_train_samples": args.sweep_max_train_samples} if args.sweep_max_train_samples else {}
-    for method, lr in grid:
-        cell = Path(args.runs) / f"lrsweep_{setting_name(args)}" / args.sweep_task / method / f"lr{lr:g}"
-        jobs.append(cell_config(args, cell, args.sweep_task, method, lr, 0, holdout=args.holdout, **extra))
-    results: dict[str, dict[str, float]] = {m: {} for m in methods}
-    for (method, lr), r in zip(grid, run_cells(jobs, args), strict=True):
-        results[method][f"{lr:g}"] = r.get(PRIMARY[args.sweep_task], float("nan"))
-        print(f"{method} lr={lr:g}: {results[method][f'{lr:g}']}", file=sys.stderr)
-    best = {m: float(max(rs, key=lambda k: rs[k] if rs[k] == rs[k] else -1)) for m, rs in results.items()}
+    for task, method, lr in grid:
+        cell = Path(args.runs) / f"lrsweep_{setting_name(args)}" / task / method / f"lr{lr:g}"
+        jobs.append(cell_config(args, cell, task, method, lr, 0, holdout=args.holdout, **extra,
+                                **recipe_overrides(args, method)))
+    results: dict[str, dict[str, dict[str, float]]] = {t: {m: {} for m in methods} for t in sweep_tasks}
+    for (task, method, lr), r in zip(grid, run_cells(jobs, args), strict=True):
+        results[task][method][f"{lr:g}"] = r.get(PRIMARY[task], float("nan"))
+        print(f"{task} {method} lr={lr:g}: {results[task][method][f'{lr:g}']}", file=sys.stderr)
+
+    def best_of(rs: dict[str, float]) -> float:
+        return float(max(rs, key=lambda k: rs[k] if rs[k] == rs[k] else -1))
+
+    per_task = {t: {m: best_of(rs) for m, rs in by_method.items()} for t, by_method in results.items()}
     report = {"task": args.sweep_task, "setting": setting_name(args), "holdout_examples": args.holdout,
               "train_examples": args.few_shot or args.sweep_max_train_samples or "all but the hold-out",
-              "metric": PRIMARY[args.sweep_task], "results": results, "best": best,
+              "metric": {t: PRIMARY[t] for t in sweep_tasks},
+              "results": results if args.sweep_task == "each" else results[sweep_tasks[0]],
+              "best": per_task[sweep_tasks[0]] if args.sweep_task != "each" else {},
               "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]])}
+    if args.sweep_task == "each":
+        report["best_per_task"] = per_task
     sweep_file(out, setting_name(args)).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -202,6 +238,8 @@ def summarize(args: argparse.Namespace, tasks: list[str], methods: list[str], ce
     return {"setting": setting_name(args), "tasks": tasks, "seeds": args.seeds,
             "command": " ".join(["python -m pipeline.compare", *sys.argv[1:]]),
             "learning_rates": {m: lr_for(m, swept, args) for m in methods},
+            "learning_rates_per_task": {t: {m: lr_for(m, swept, args, t) for m in methods} for t in tasks},
+            "recipe": getattr(args, "recipe", "plain"),
             "learning_rates_from": sweep_file(Path(args.out), setting_name(args)).name if swept
             else "fallback (no sweep run)",
             "methods": rows}
@@ -234,7 +272,11 @@ def render_markdown(summary: dict) -> str:
             if "mean" not in v:
                 cells.append(f"({v['error'][:40]})")
             else:
-                cells.append(f"{v['mean']:.1f} ± {v['std']:.1f}" if v["seeds"] > 1 else f"{v['mean']:.1f}")
+                cell = f"{v['mean']:.1f} ± {v['std']:.1f}" if v["seeds"] > 1 else f"{v['mean']:.1f}"
+                per_task = summary.get("learning_rates_per_task", {}).get(t, {}).get(method)
+                if per_task is not None and per_task != summary["learning_rates"][method]:
+                    cell += f" (lr {per_task:g})"
+                cells.append(cell)
         first = next((v for v in row["tasks"].values() if "mean" in v), {})
         avg = f"{row['average']:.1f}" if row["average"] is not None else "-"
         stats = (f"{first['trainable_parameters']:,} | {first['artifact_bytes']:,} | {first['train_seconds']:.0f} | "
@@ -284,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 load_glue(t, args.data_dir)
         if args.lr_sweep:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            lr_sweep(args, methods)
+            lr_sweep(args, methods, tasks)
             return 0
         out = Path(args.out)
         lrs = learning_rates(out, setting_name(args))
@@ -294,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                 for method in methods:
                     cell = Path(args.runs) / setting_name(args) / task / method / f"seed{seed}"
                     keys.append((task, method))
-                    jobs.append(cell_config(args, cell, task, method, lr_for(method, lrs, args), seed))
+                    jobs.append(cell_config(args, cell, task, method, lr_for(method, lrs, args, task), seed,
+                                            **recipe_overrides(args, method)))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

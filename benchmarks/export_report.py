@@ -23,33 +23,35 @@ import numpy as np
 
 from mobile_export.bundle import export_bundle
 from mobile_export.memory import memory_header, memory_shape, memory_tensors, read_memory, write_memory
-from mobile_export.parity import android_parity, encode_one, load_android, run_android
+from mobile_export.parity import android_parity, bundle_defaults, encode_one, load_android, run_android
 from pipeline import load_task
 from pipeline.artifact import read_metadata, read_tensors
 from pipeline.data import load_glue
 from pipeline.metrics import compute_metrics, primary_metric
 
 
-def dev_metric(method, tokenizer, memory_file: Path, examples, metric: str, max_len: int) -> float:
+def dev_metric(method, tokenizer, memory_file: Path, examples, metric: str, max_len: int,
+               defaults: dict | None = None) -> float:
     memory, header = read_memory(memory_file)
     preds = []
     for i in range(len(examples)):
         enc = encode_one(tokenizer, examples.text_a[i], examples.text_b[i] if examples.text_b else None, max_len)
-        logits = run_android(method, enc, memory, header["num_outputs"])[0]
+        logits = run_android(method, enc, memory, header["num_outputs"], defaults)[0]
         preds.append(logits[0] if header["is_regression"] else int(logits.argmax()))
     scores = compute_metrics(metric, np.asarray(preds), np.asarray(examples.labels))
     return float(scores[primary_metric(metric)])
 
 
-def fp16_effect(method, task_model, tokenizer, memory_file: Path, examples, n: int, max_len: int) -> dict:
+def fp16_effect(method, task_model, tokenizer, memory_file: Path, examples, n: int, max_len: int,
+                defaults: dict | None = None) -> dict:
     """Round the memory to fp16 (what an fp16 memory file holds), run it in the fp32 program, compare to fp32."""
     memory, header = read_memory(memory_file)
     half = {k: v.half().float() for k, v in memory.items()}
     diffs, agree = [], []
     for i in range(min(n, len(examples))):
         enc = encode_one(tokenizer, examples.text_a[i], examples.text_b[i] if examples.text_b else None, max_len)
-        a = run_android(method, enc, memory, header["num_outputs"])[0]
-        b = run_android(method, enc, half, header["num_outputs"])[0]
+        a = run_android(method, enc, memory, header["num_outputs"], defaults)[0]
+        b = run_android(method, enc, half, header["num_outputs"], defaults)[0]
         diffs.append(float(np.abs(a - b).max()))
         agree.append(header["is_regression"] or a.argmax() == b.argmax())
     return {"n": len(diffs), "max_abs_logit_diff": max(diffs), "prediction_agreement": float(np.mean(agree))}
@@ -79,23 +81,28 @@ def main(argv: list[str] | None = None) -> int:
             "android_backbone_pte_fp32": (work / "fp32/android/backbone.pte").stat().st_size,
             "android_backbone_pte_int8": (work / "int8/android/backbone.pte").stat().st_size,
             "ios_backbone_mlpackage_zip_fp16": (work / "fp32/ios/backbone.mlpackage.zip").stat().st_size,
-            "tokenizer_files": sum(f["bytes"] for f in manifest["targets"]["android"]["files"][1:]),
+            "tokenizer_files": sum(f["bytes"] for f in manifest["targets"]["android"]["files"]
+                                   if f["path"] in manifest["targets"]["android"]["tokenizer"]),
         }
         tokenizer = AutoTokenizer.from_pretrained(str(work / "fp32" / "android"))
         fp32_prog, int8_prog = load_android(work / "fp32"), load_android(work / "int8")
+        defaults = bundle_defaults(work / "fp32")  # None for a plain program
         for run in args.memories:
             model, _, meta = load_task(run)
             name = meta["task"]["name"]
             data = load_glue(name, args.data_dir)
             mem = work / "fp32" / "android" / "memories" / f"{name}.safetensors"
             par = android_parity(fp32_prog, model, tokenizer, mem, data.validation, args.parity_n,
-                                 args.max_seq_length)
-            fp32_metric = dev_metric(fp32_prog, tokenizer, mem, data.validation, data.metric, args.max_seq_length)
-            int8_metric = dev_metric(int8_prog, tokenizer, mem, data.validation, data.metric, args.max_seq_length)
+                                 args.max_seq_length, defaults)
+            fp32_metric = dev_metric(fp32_prog, tokenizer, mem, data.validation, data.metric, args.max_seq_length,
+                                     defaults)
+            int8_metric = dev_metric(int8_prog, tokenizer, mem, data.validation, data.metric, args.max_seq_length,
+                                     defaults)
             max_labels = manifest["backbone"]["max_labels"]
-            half = write_memory(work / f"{name}.fp16.safetensors",
-                                memory_tensors(read_tensors(run), read_metadata(run), max_labels),
-                                memory_header(meta, memory_shape(meta), max_labels, "fp16"))
+            tensors = memory_tensors(read_tensors(run), read_metadata(run), max_labels,
+                                     manifest["backbone"].get("layernorms"))
+            half = write_memory(work / f"{name}.fp16.safetensors", tensors,
+                                memory_header(meta, memory_shape(meta), max_labels, "fp16", tensors))
             report["tasks"][name] = {
                 "artifact": str(run), "dev_examples": len(data.validation), "metric": primary_metric(data.metric),
                 "artifact_metric_eager_batched": meta["metrics"],
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "max_abs_logit_diff_without_near_ties": par.max_abs_diff_clear,
                                 "near_ties": par.near_ties, "prediction_agreement": par.agreement},
                 "fp16_memory_effect": fp16_effect(fp32_prog, model, tokenizer, mem, data.validation, args.parity_n,
-                                                  args.max_seq_length),
+                                                  args.max_seq_length, defaults),
                 "dev_metric_fp32_program": fp32_metric, "dev_metric_int8_program": int8_metric,
                 "int8_drop_points": round(100 * (fp32_metric - int8_metric), 2),
             }

@@ -8,8 +8,9 @@ all methods alike; we report median, p10 and p90 over rounds, and each method's 
 `floor` is not a method: the probe plus one trainable scalar added after the first encoder layer. Gradients must
 then flow back through every frozen layer above it, which any method that trains something after the first layer
 (SPARTAN, adapters, LoRA, BitFit) has to pay; what a method costs above the floor is its own work.
-A name ending in `:bf16` (e.g. `spartan:bf16`) trains that method under bfloat16 autocast (`pipeline.train --bf16`).
-Writes docs/results/train_throughput.{json,md}. A benchmark, not a test: run it on a quiet machine.
+A name ending in `:bf16` (e.g. `spartan:bf16`) trains that method under bfloat16 autocast (`pipeline.train --bf16`);
+`spartan:sparse` trains SPARTAN's gather form (`--memory-form sparse`: only the kept parents' children are scored).
+Writes docs/results/NAME.{json,md} (default train_throughput). A benchmark, not a test: run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
     p.add_argument("--few-shot", type=int, default=200)
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--out", default=str(REPO / "docs" / "results"))
+    p.add_argument("--name", default="train_throughput", help="output file stem")
     args = p.parse_args()
     methods = args.methods.split(",")
     data = limit_train(load_glue("sst2"), None, args.few_shot, seed=0)
@@ -66,9 +68,12 @@ def main() -> None:
     for m in methods:
         backbone, tok = load_backbone()
         torch.manual_seed(0)
-        name = m.removesuffix(":bf16")
+        name = m.removesuffix(":bf16").removesuffix(":sparse")
+        options = default_options(name)
+        if m.endswith(":sparse"):
+            options["form"] = "sparse"
         model = (floor_model(backbone, data.spec) if name == "floor" else
-                 TaskModel(backbone, name, default_options(name), data.spec)).train()
+                 TaskModel(backbone, name, options, data.spec)).train()
         opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
         models[m] = (model, opt, m.endswith(":bf16"))
     batches = [list(range(i, i + args.batch_size)) for i in range(0, args.few_shot - args.batch_size + 1,
@@ -106,8 +111,10 @@ def main() -> None:
         }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Training throughput (few-shot setting, this CPU)", "", f"Command: `{report['command']}`", "",
+             "Measured on a shared machine (other engineers' jobs running): absolute numbers are noisy, the per-round "
+             "ratios are the robust figure.", "",
              f"Batch {args.batch_size}, SST-2 few-shot {args.few_shot}, max length {args.max_seq_length}, "
              f"{report['threads']} threads; {args.rounds} interleaved rounds of {args.steps} steps per method.", "",
              f"| method | examples/s median | p10 | p90 | step time / {ref} (median, p10-p90) |",
@@ -116,7 +123,7 @@ def main() -> None:
         e, q = r["examples_per_s"], r[f"step_time_vs_{ref}"]
         lines.append(f"| {m} | {e['median']:.1f} | {e['p10']:.1f} | {e['p90']:.1f} | "
                      f"{q['median']:.2f} ({q['p10']:.2f}-{q['p90']:.2f}) |")
-    (out / "train_throughput.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

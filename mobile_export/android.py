@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from torch.export import Dim, ExportedProgram, export
 
-from .model import INPUT_NAMES, EdgeModel
+from .model import EdgeModel
 
 
 def example_inputs(model: EdgeModel, max_labels: int, seq_len: int = 8, batch_size: int = 1
                    ) -> tuple[torch.Tensor, ...]:
-    shapes = model.shape.tensor_shapes(max_labels)
+    shapes = model.input_shapes(max_labels)
     ids = torch.full((batch_size, seq_len), 1000, dtype=torch.int64)
     return (ids, torch.ones_like(ids), *(torch.zeros(s) for s in shapes.values()))
 
@@ -29,7 +29,7 @@ def export_program(model: EdgeModel, max_labels: int, max_seq_length: int,
     """torch.export with a dynamic sequence length and a fixed batch size (1: the phone; >1: a throughput variant)."""
     inputs = example_inputs(model, max_labels, batch_size=batch_size)
     seq = Dim("seq", min=2, max=max_seq_length)  # min 2: a tokenizer always adds [CLS] and [SEP]
-    dynamic = ({1: seq}, {1: seq}, *([None] * (len(INPUT_NAMES) - 2)))
+    dynamic = ({1: seq}, {1: seq}, *([None] * (len(model.input_names) - 2)))
     if quantize == "int8":
         model = quantize_int8(model, inputs, dynamic)
     elif quantize is not None:
@@ -164,7 +164,8 @@ def build_pte(model: EdgeModel, max_labels: int, max_seq_length: int, quantize: 
 def input_spec(model: EdgeModel, max_labels: int, max_seq_length: int, int_dtype: str = "int64") -> list[dict]:
     """The program's inputs as the manifest lists them: name, shape ("seq" = 2..max_seq_length), dtype."""
     spec = [{"name": n, "shape": [1, "seq"], "seq_range": [2, max_seq_length], "dtype": int_dtype}
-            for n in INPUT_NAMES[:2]]
-    spec += [{"name": n, "shape": list(s), "dtype": "float32"}
-             for n, s in model.shape.tensor_shapes(max_labels).items()]
+            for n in model.input_names[:2]]
+    defaults = model.input_defaults()
+    spec += [{"name": n, "shape": list(s), "dtype": "float32", **({"default": True} if n in defaults else {})}
+             for n, s in model.input_shapes(max_labels).items()]
     return spec

@@ -26,15 +26,24 @@ from spartan_formats.digest import sha256_file
 from spartan_formats.dist_manifest import (
     DIST_MANIFEST_FORMAT_VERSION,
     DIST_MANIFEST_NAME,
+    RECIPE_DIST_MANIFEST_FORMAT_VERSION,
     load_dist_manifest,
     write_dist_manifest,
 )
 
 from . import android, ios
-from .memory import DTYPES, memory_header, memory_shape, memory_tensors, write_memory
-from .model import EdgeModel, MemoryShape
+from .memory import DEFAULTS_FILE, DTYPES, memory_header, memory_shape, memory_tensors, write_defaults, write_memory
+from .model import EdgeModel, MemoryShape, layernorm_names
 
-MANIFEST_VERSION = DIST_MANIFEST_FORMAT_VERSION
+MANIFEST_VERSION = DIST_MANIFEST_FORMAT_VERSION  # a plain program: the memory and a linear head are its inputs
+# 2: the recipe program, exported when a task trained its LayerNorms or has an MLP head: those are inputs too, and
+# inputs marked "default" come from the target's defaults.safetensors when a memory file lacks them
+RECIPE_MANIFEST_VERSION = RECIPE_DIST_MANIFEST_FORMAT_VERSION
+
+
+def is_recipe(meta: dict) -> bool:
+    """Whether a task needs the recipe program (its own LayerNorms or an MLP head)."""
+    return bool(meta["options"].get("train_layernorms")) or meta.get("head", "linear") != "linear"
 TARGETS = ("android", "ios")
 PROGRAM_FILES = {"android": "backbone.pte", "ios": "backbone.mlpackage.zip"}
 DEFAULT_MAX_LABELS = 8
@@ -72,13 +81,9 @@ def check_artifacts(paths: list[str | Path]) -> list[tuple[Path, dict]]:
     for p in paths:
         path = artifact_path(p)
         meta = read_metadata(path)  # UserError for a missing or foreign file
-        name = meta["task"]["name"]
         if meta["method"] != "spartan":
             raise UserError(f"{path}: method {meta['method']!r} cannot be exported; only spartan memories plug into "
                             "the shared backbone program")
-        if meta["options"].get("train_layernorms"):
-            raise UserError(f"{path}: task {name} trained the backbone's LayerNorms, so it needs its own backbone; "
-                            "the shared-backbone export supports memories trained with frozen LayerNorms only")
         found.append((path, meta))
     first_path, first = found[0]
     names = [m["task"]["name"] for _, m in found]
@@ -128,13 +133,17 @@ def check_fits(found: list[tuple[Path, dict]], manifest: dict) -> None:
         if name in manifest["tasks"]:
             raise UserError(f"task {name!r} is already in this bundle; give the new task another name (or make a "
                             "new export)")
+        if is_recipe(meta) and manifest["format_version"] != RECIPE_MANIFEST_VERSION:
+            raise UserError(f"{path}: task {name} has its own LayerNorms or an MLP head, which this bundle's plain "
+                            "program cannot take; make a new export with it (that exports the recipe program, which "
+                            "serves plain tasks too)")
 
 
 def write_task(root: Path, path: Path, meta: dict, manifest: dict, memory_dtype: str) -> dict:
     """Write one task's memory file for every target of the bundle at `root`; return its manifest entry."""
     bb = manifest["backbone"]
-    tensors = memory_tensors(read_tensors(path), meta, bb["max_labels"])
-    header = memory_header(meta, MemoryShape(**bb["memory_shape"]), bb["max_labels"], memory_dtype)
+    tensors = memory_tensors(read_tensors(path), meta, bb["max_labels"], bb.get("layernorms"))
+    header = memory_header(meta, MemoryShape(**bb["memory_shape"]), bb["max_labels"], memory_dtype, tensors)
     files = {}
     for name in manifest["targets"]:
         mem = write_memory(root / name / "memories" / f"{header['task']}.safetensors", tensors, header)
@@ -143,7 +152,8 @@ def write_task(root: Path, path: Path, meta: dict, manifest: dict, memory_dtype:
     task = meta["task"]
     return {"label_names": task["label_names"], "is_regression": task["is_regression"],
             "num_outputs": header["num_outputs"], "metric": meta["metric"], "metrics": meta["metrics"],
-            "backbone_fingerprint": meta["backbone"]["fingerprint"], "files": files}
+            "backbone_fingerprint": meta["backbone"]["fingerprint"], "files": files,
+            "head": meta.get("head", "linear"), "train_layernorms": bool(meta["options"].get("train_layernorms"))}
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
@@ -192,10 +202,12 @@ def add_memories(dist: str | Path, memories: list[str | Path], memory_dtype: str
 
 
 def export_programs(tmp: Path, backbone, tokenizer, shape: MemoryShape, targets: list[str], quantize: str | None,
-                    max_seq_length: int, max_labels: int, progress: Progress) -> tuple[dict, EdgeModel]:
-    """Lower the backbone program for each target into `tmp` with its tokenizer files; the manifest's targets."""
+                    max_seq_length: int, max_labels: int, progress: Progress, recipe: bool = False
+                    ) -> tuple[dict, EdgeModel]:
+    """Lower the backbone program for each target into `tmp` with its tokenizer files (and, for the recipe
+    program, its defaults file); the manifest's targets."""
     model = EdgeModel(backbone, shape, tokenizer.sep_token_id if "token_type_ids" in tokenizer.model_input_names
-                      else None)
+                      else None, recipe=recipe)
     ep = android.export_program(model, max_labels, max_seq_length, quantize) if "android" in targets else None
     progress("exported the graph (torch.export, dynamic sequence length)")
     manifest_targets = {}
@@ -212,13 +224,16 @@ def export_programs(tmp: Path, backbone, tokenizer, shape: MemoryShape, targets:
             with model.coreml_ops():
                 ep_ios = android.export_program(model, max_labels, max_seq_length, None)
             with tempfile.TemporaryDirectory() as d:
-                ios.zip_package(ios.convert(ep_ios, Path(d) / "backbone.mlpackage"), program)
+                ios.zip_package(ios.convert(ep_ios, Path(d) / "backbone.mlpackage", model.input_names), program)
             inputs = ios.input_spec(android.input_spec(model, max_labels, max_seq_length))
         progress(f"{name}: wrote {program.name} ({program.stat().st_size / 1e6:.1f} MB)")
         tok_files = sorted(f for f in (Path(f) for f in tokenizer.save_pretrained(str(tdir))) if f.is_file())
+        extra = [write_defaults(tdir / DEFAULTS_FILE, model.input_defaults(), layernorm_names(backbone))] \
+            if recipe else []
         manifest_targets[name] = {
             "program": program.relative_to(tmp).as_posix(),
-            "files": [file_entry(tmp, program)] + [file_entry(tmp, f) for f in tok_files],
+            "files": [file_entry(tmp, f) for f in (program, *extra, *tok_files)],
+            **({"defaults": extra[0].relative_to(tmp).as_posix()} if extra else {}),
             "tokenizer": [f.relative_to(tmp).as_posix() for f in tok_files],
             "inputs": inputs,
             "outputs": ["logits"],
@@ -255,15 +270,17 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
+        recipe = any(is_recipe(meta) for _, meta in found)
         manifest_targets, model = export_programs(tmp, backbone, tokenizer, shape, targets, quantize, max_seq_length,
-                                                  max_labels, progress)
+                                                  max_labels, progress, recipe)
         manifest = {
-            "format_version": MANIFEST_VERSION,
+            "format_version": RECIPE_MANIFEST_VERSION if recipe else MANIFEST_VERSION,
             "backbone": {
                 "id": meta0["backbone"]["id"], "fingerprint": meta0["backbone"]["fingerprint"],
                 "model_type": meta0["backbone"].get("model_type"), "hidden_size": shape.hidden_size,
                 "num_layers": shape.num_layers, "memory_shape": shape.to_dict(), "max_seq_length": max_seq_length,
                 "max_labels": max_labels, "pooling": "mean",
+                **({"layernorms": layernorm_names(backbone)} if recipe else {}),
                 "token_type_ids": "derived in the program from [SEP]" if model.sep_token_id is not None else None,
             },
             "targets": manifest_targets,

@@ -32,14 +32,19 @@ class FastLayerNorm(nn.Module):
         super().__init__()
         (hidden,) = ln.normalized_shape
         self.weight, self.bias, self.eps, self.decompose = ln.weight, ln.bias, ln.eps, True
+        # (weight, bias) fed to the program for this forward (a task's own LayerNorms); None: the backbone's
+        self.runtime: tuple[torch.Tensor, torch.Tensor] | None = None
         self.register_buffer("avg", torch.full((1, hidden), 1.0 / hidden), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.runtime if self.runtime is not None else (self.weight, self.bias)
         if not self.decompose:
-            return F.layer_norm(x, self.avg.shape[1:], self.weight, self.bias, self.eps)
+            if self.runtime is not None:  # Core ML's layer_norm takes only constant gamma/beta: scale outside it
+                return F.layer_norm(x, self.avg.shape[1:], None, None, self.eps) * weight + bias
+            return F.layer_norm(x, self.avg.shape[1:], weight, bias, self.eps)
         centred = x - F.linear(x, self.avg)
         var = F.linear(centred * centred, self.avg)
-        return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return centred * torch.rsqrt(var + self.eps) * weight + bias
 
 
 def decompose_layernorms(module: nn.Module) -> int:

@@ -19,13 +19,13 @@ from .model import INPUT_NAMES
 MIN_IOS = "iOS17"
 
 
-def convert(ep: ExportedProgram, package: Path) -> Path:
+def convert(ep: ExportedProgram, package: Path, input_names: tuple[str, ...] = INPUT_NAMES) -> Path:
     import coremltools as ct
 
     ml = ct.convert(ep.run_decompositions({}), convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
                     minimum_deployment_target=getattr(ct.target, MIN_IOS))
     spec = ml.get_spec()
-    for name in INPUT_NAMES:
+    for name in input_names:
         have = next(i.name for i in spec.description.input if i.name.lower() == name.lower())
         if have != name:
             ct.utils.rename_feature(spec, have, name)

@@ -1,8 +1,14 @@
 """The export-friendly SPARTAN model: a frozen encoder whose task memory and head arrive as runtime inputs.
 
     EdgeModel(backbone, shape, ...)(input_ids, attention_mask, P, K, Vt, head_weight, head_bias) -> logits
+    EdgeModel(backbone, shape, ..., recipe=True)(..., head_bias, ln_weight, ln_bias, head_dense_weight,
+                                                 head_dense_bias, head_skip) -> logits
 
-One lowered program therefore serves every task with the same memory shape: a task is just five tensors. The memory
+One lowered program therefore serves every task with the same memory shape: a task is just five tensors. The recipe
+program (exported when a bundle holds a task trained with `--train-layernorms` and/or `--head mlp`) also takes the
+backbone's LayerNorms and an MLP head as inputs, so such tasks share one program; a task that does not have them is
+fed the bundle's defaults (`input_defaults`: the backbone's own LayerNorms, a zero hidden layer and head_skip 1),
+which give exactly the plain program's function. The memory
 math is pipeline/spartan/layer.py's `dense_read` with its top-k rule (ties go to the lower index). Two spellings:
 `spartan_dense` (pipeline's dense_read itself; what Core ML gets) and `spartan_delegated` (the Android program:
 every op one XNNPACK delegates, the top-k as exact arithmetic). Both equal the eager TaskModel up to fp32
@@ -22,7 +28,7 @@ from torch import nn
 from pipeline.backbone import encoder_layers, mean_pool, takes_token_types
 from pipeline.spartan.layer import dense_read
 from pipeline.spartan.model import residual_hook
-from spartan_formats.memory import MEMORY_TENSORS
+from spartan_formats.memory import MEMORY_TENSORS, RECIPE_TENSORS
 
 from .encoder import FastLayerNorm, additive_mask, decompose_layernorms, encoder_layer, supports_fast_encoder
 
@@ -55,6 +61,19 @@ class MemoryShape:
 
 MEMORY_INPUTS = MEMORY_TENSORS  # the memory file's tensors are the program's memory inputs, in this order
 INPUT_NAMES = ("input_ids", "attention_mask", *MEMORY_INPUTS)
+# The recipe program's further inputs (a task file may leave them out; the device then feeds the bundle's defaults):
+# ln_weight/ln_bias [N_ln, H], the backbone's LayerNorms in `layernorm_names` order; head_dense_weight [H, H] and
+# head_dense_bias [H], the MLP head's hidden layer; head_skip [1]. The head computes
+#   logits = head_weight @ (pooled * head_skip + tanh(head_dense_weight @ pooled + head_dense_bias)) + head_bias
+# which is the linear head exactly for (head_skip 1, zero hidden layer: tanh(0) = 0) and the MLP head exactly for
+# head_skip 0 (0 * pooled = 0), so one program is exact for both kinds.
+RECIPE_INPUTS = RECIPE_TENSORS
+RECIPE_INPUT_NAMES = (*INPUT_NAMES, *RECIPE_INPUTS)
+
+
+def layernorm_names(backbone: nn.Module) -> list[str]:
+    """The backbone's LayerNorm modules in module order: the rows of ln_weight / ln_bias."""
+    return [n for n, m in backbone.named_modules() if isinstance(m, (nn.LayerNorm, FastLayerNorm))]
 
 
 def spartan_dense(h: torch.Tensor, P: torch.Tensor, K: torch.Tensor, Vt: torch.Tensor, shape: MemoryShape):
@@ -102,6 +121,8 @@ def memory_constants(shape: MemoryShape) -> dict[str, torch.Tensor]:
         "child_diff": child_diff.view(n * c, n),
         "child_sum": torch.kron(torch.eye(n), torch.ones(1, c)),  # [E*C, E*C*C]
         "expand": torch.kron(torch.eye(e), torch.ones(c, 1)),  # [E*C, E]: parent weight onto its children
+        # child_diff reading the fused [parent | child] scores (zero columns for the parents): spartan_fused
+        "child_diff_scores": torch.cat([torch.zeros(n * c, e), child_diff.view(n * c, n)], dim=1),
     }
 
 
@@ -124,6 +145,18 @@ def spartan_delegated(h: torch.Tensor, P: torch.Tensor, children: torch.Tensor, 
     return F.linear(F.linear(parent_w, k["expand"]) / inv_child_w, Vt)
 
 
+def spartan_fused(h: torch.Tensor, scores_w: torch.Tensor, Vt: torch.Tensor, k: dict[str, torch.Tensor],
+                  num_parents: int) -> torch.Tensor:
+    """spartan_delegated with the parent and child scores in one product, as in training: scores_w = [P; K / T]
+    [E + E*C, H]. One runtime-weight GEMM fewer per layer (XNNPACK packs a non-static weight on every call)."""
+    scores = F.linear(h, scores_w)  # [..., E + E*C]
+    logits = scores[..., :num_parents]
+    parent_w = torch.softmax(logits + top_k_drop(logits, k), dim=-1)
+    inv_child_w = F.linear(torch.exp(torch.clamp(F.linear(scores, k["child_diff_scores"]), max=_EXP_MAX)),
+                           k["child_sum"])
+    return F.linear(F.linear(parent_w, k["expand"]) / inv_child_w, Vt)
+
+
 class EdgeModel(nn.Module):
     """Backbone + memories-as-inputs + mean pooling + head-as-input. Any length up to the max; the exported program
     fixes the batch size (1 for the phone).
@@ -143,15 +176,23 @@ class EdgeModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, shape: MemoryShape, sep_token_id: int | None = None, fast: bool = True,
-                 memory: bool = True, decompose_layernorm: bool = True) -> None:
+                 memory: bool = True, decompose_layernorm: bool = True, recipe: bool = False,
+                 fused_scores: bool = False) -> None:
         super().__init__()
-        self.backbone, self.shape, self.use_memory = backbone.eval(), shape, memory
+        self.fused_scores = fused_scores
+        self.backbone, self.shape, self.use_memory, self.recipe = backbone.eval(), shape, memory, recipe
+        self.input_names = RECIPE_INPUT_NAMES if recipe else INPUT_NAMES
         self.sep_token_id = sep_token_id  # None: this encoder/tokenizer uses no token type ids
         if sep_token_id is not None and not takes_token_types(backbone):
             self.sep_token_id = None
         self.fast = fast and supports_fast_encoder(backbone)
-        if self.fast and decompose_layernorm:
+        if (self.fast and decompose_layernorm) or recipe:
             decompose_layernorms(backbone)
+            if not (self.fast and decompose_layernorm):  # only to take runtime weights: keep the native op
+                for m in backbone.modules():
+                    if isinstance(m, FastLayerNorm):
+                        m.decompose = False
+        self.layernorms = [m for m in backbone.modules() if isinstance(m, FastLayerNorm)] if recipe else []
         # spartan_delegated's matrices as buffers (torch.export keeps them as program constants); none in a bare
         # program, where unused buffers would still travel
         self.read_constants = nn.Module()
@@ -162,6 +203,39 @@ class EdgeModel(nn.Module):
         if not self.fast:
             for i, layer in enumerate(encoder_layers(backbone)):
                 layer.register_forward_hook(self._hook(i))
+
+    def input_shapes(self, max_labels: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of the task inputs (everything after input_ids and attention_mask), in program order."""
+        shapes = self.shape.tensor_shapes(max_labels)
+        if self.recipe:
+            n, h = len(self.layernorms), self.shape.hidden_size
+            shapes.update(ln_weight=(n, h), ln_bias=(n, h), head_dense_weight=(h, h), head_dense_bias=(h,),
+                          head_skip=(1,))
+        return shapes
+
+    def input_defaults(self) -> dict[str, torch.Tensor]:
+        """What a task without its own LayerNorms / MLP head is fed (the bundle's defaults file): the plain program's
+        function exactly."""
+        if not self.recipe:
+            return {}
+        h = self.shape.hidden_size
+        return {"ln_weight": torch.stack([m.weight.detach() for m in self.layernorms]).float().contiguous(),
+                "ln_bias": torch.stack([m.bias.detach() for m in self.layernorms]).float().contiguous(),
+                "head_dense_weight": torch.zeros(h, h), "head_dense_bias": torch.zeros(h), "head_skip": torch.ones(1)}
+
+    @contextmanager
+    def task_layernorms(self, ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None) -> Iterator[None]:
+        """Within: the backbone's LayerNorms read row i of the given inputs (None: their own weights)."""
+        if ln_weight is None or ln_bias is None:
+            yield
+            return
+        for i, m in enumerate(self.layernorms):
+            m.runtime = (ln_weight[i], ln_bias[i])
+        try:
+            yield
+        finally:
+            for m in self.layernorms:
+                m.runtime = None
 
     @contextmanager
     def coreml_ops(self) -> Iterator[EdgeModel]:
@@ -222,16 +296,26 @@ class EdgeModel(nn.Module):
         if memory:  # constants of the read, and K / temperature once for all layers
             k = dict(self.read_constants.named_buffers())
             children = K / self.shape.temperature
+            if self.fused_scores:
+                scores_w = torch.cat([P, children], dim=1)  # [L, E + E*C, H]
         for i, layer in enumerate(layers):
             h = encoder_layer(layer, h, mask_bias)
-            if memory:
+            if memory and self.fused_scores:
+                h = h + spartan_fused(h, scores_w[i], Vt[i], k, self.shape.num_parents)
+            elif memory:
                 h = h + spartan_delegated(h, P[i], children[i], Vt[i], k)
             elif self.use_memory:
                 h = h + spartan_dense(h, P[i], K[i], Vt[i], self.shape)
         return h
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, P: torch.Tensor, K: torch.Tensor,
-                Vt: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor) -> torch.Tensor:
+                Vt: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor,
+                ln_weight: torch.Tensor | None = None, ln_bias: torch.Tensor | None = None,
+                head_dense_weight: torch.Tensor | None = None, head_dense_bias: torch.Tensor | None = None,
+                head_skip: torch.Tensor | None = None) -> torch.Tensor:
         input_ids, attention_mask = input_ids.to(torch.int64), attention_mask.to(torch.int64)  # Core ML feeds int32
-        pooled = mean_pool(self.encode(input_ids, attention_mask, P, K, Vt), attention_mask)
+        with self.task_layernorms(ln_weight, ln_bias):
+            pooled = mean_pool(self.encode(input_ids, attention_mask, P, K, Vt), attention_mask)
+        if head_dense_weight is not None and head_dense_bias is not None and head_skip is not None:
+            pooled = pooled * head_skip + torch.tanh(F.linear(pooled, head_dense_weight, head_dense_bias))
         return F.linear(pooled, head_weight, head_bias)

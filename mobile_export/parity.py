@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .memory import read_memory
-from .model import MEMORY_INPUTS
+from .memory import DEFAULTS_FILE, program_inputs, read_defaults, read_memory
+from .model import MEMORY_INPUTS, RECIPE_INPUTS
 
 
 def load_android(dist: str | Path):
@@ -23,10 +23,20 @@ def load_android(dist: str | Path):
     return load_forward(Path(dist) / "android" / "backbone.pte")
 
 
-def run_android(method, encoded: dict, memory: dict[str, torch.Tensor], num_outputs: int) -> np.ndarray:
+def bundle_defaults(dist: str | Path) -> dict[str, torch.Tensor] | None:
+    """The android target's defaults file (None for a bundle made before it existed: a plain program)."""
+    path = Path(dist) / "android" / DEFAULTS_FILE
+    return read_defaults(path) if path.is_file() else None
+
+
+def run_android(method, encoded: dict, memory: dict[str, torch.Tensor], num_outputs: int,
+                defaults: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+    """Run one example; the program's task inputs are the memory file's tensors, else the bundle's `defaults`
+    (a program with the recipe inputs needs them: bundle_defaults; None = a plain program)."""
     ids = encoded["input_ids"].to(torch.int64)
     mask = encoded["attention_mask"].to(torch.int64)
-    out = method.execute([ids, mask, *(memory[k] for k in MEMORY_INPUTS)])[0]
+    names = MEMORY_INPUTS if defaults is None else (*MEMORY_INPUTS, *RECIPE_INPUTS)
+    out = method.execute([ids, mask, *program_inputs(memory, defaults or {}, names)])[0]
     return out[:, :num_outputs].numpy()
 
 
@@ -95,7 +105,8 @@ def eager_logits(task_model, tokenizer, examples, n: int, max_len: int, batch_si
     return np.concatenate(out)
 
 
-def android_parity(method, task_model, tokenizer, memory_file: str | Path, examples, n: int, max_len: int) -> Parity:
+def android_parity(method, task_model, tokenizer, memory_file: str | Path, examples, n: int, max_len: int,
+                   defaults: dict[str, torch.Tensor] | None = None) -> Parity:
     """Logits of `n` examples (pipeline Examples) from the program fed `memory_file` vs the eager task model, with
     each example's top-k margin so near-ties can be told apart from real differences."""
     memory, header = read_memory(memory_file)
@@ -103,7 +114,7 @@ def android_parity(method, task_model, tokenizer, memory_file: str | Path, examp
     k, reg = header["num_outputs"], header["is_regression"]
     encoded = [encode_one(tokenizer, examples.text_a[i], examples.text_b[i] if examples.text_b else None, max_len)
                for i in range(n)]
-    got = np.concatenate([run_android(method, enc, memory, k) for enc in encoded])
+    got = np.concatenate([run_android(method, enc, memory, k, defaults) for enc in encoded])
     want = eager_logits(task_model, tokenizer, examples, n, max_len)
     prog_pred, eager_pred = (got[:, 0], want[:, 0]) if reg else (got.argmax(1), want.argmax(1))
     agree = 1.0 if reg else float((prog_pred == eager_pred).mean())

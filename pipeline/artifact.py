@@ -22,7 +22,7 @@ from spartan_formats.artifact import ARTIFACT_FORMAT_VERSION, ARTIFACT_METADATA_
 from .atomic import atomic_write
 from .backbone import default_backbone, encoder_layers, fingerprint, load_backbone, tensors_digest
 from .errors import UserError
-from .model import TaskModel, TaskSpec
+from .model import HEADS, TaskModel, TaskSpec
 
 # The artifact header's constants live with the other formats (torch-free): spartan_formats.artifact
 FORMAT_VERSION, ARTIFACT_NAME, METADATA_KEY = ARTIFACT_FORMAT_VERSION, ARTIFACT_NAME, ARTIFACT_METADATA_KEY
@@ -47,6 +47,7 @@ def save_task(
         "format_version": FORMAT_VERSION,
         "method": model.method,
         "options": model.options,
+        "head": model.head_kind,
         "task": model.task.to_dict(),
         "metric": metric,
         "metrics": metrics or {},
@@ -120,7 +121,10 @@ def load_task(path: str | Path, backbone=None, tokenizer=None, backbone_fingerpr
             f"{path} was trained on backbone {want[:16]}… ({meta['backbone']['id']}) but the loaded backbone is "
             f"{have[:16]}…; load it with the backbone it was trained on"
         )
-    model = TaskModel(backbone, meta["method"], meta["options"], TaskSpec(**meta["task"]))
+    head = meta.get("head", "linear")  # artifacts from before the head option have a linear head
+    if head not in HEADS:
+        raise UserError(f"{path} has head {head!r}; this code knows {', '.join(HEADS)}")
+    model = TaskModel(backbone, meta["method"], meta["options"], TaskSpec(**meta["task"]), head=head)
     expected = model.trainable_state_dict()
     if set(expected) != set(tensors):
         missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))

@@ -16,6 +16,8 @@ from .spartan.config import SpartanConfig
 
 # The keys of pipeline.methods.METHODS (a test keeps them equal), here so that the CLI can check a name without torch.
 METHOD_NAMES = ("spartan", "houlsby", "pfeiffer", "lora", "bitfit", "probe", "full")
+HEAD_NAMES = ("linear", "mlp")  # pipeline.model.HEADS (a test keeps them equal)
+LAYERNORM_METHODS = ("spartan", "houlsby", "pfeiffer")  # whose papers train the LayerNorms with the method
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     bf16: bool = False
+    # the authors' recipes: "mlp" = dense + tanh + projection on the mean-pooled vector; trainable LayerNorms
+    head: str = "linear"
+    train_layernorms: bool = False  # for spartan the same as spartan.train_layernorms (either sets it)
     spartan: SpartanConfig = field(default_factory=SpartanConfig)  # used when method == "spartan"
 
     def __post_init__(self) -> None:
@@ -66,6 +71,10 @@ class TrainConfig:
             raise UserError(f"--learning-rate must be > 0, got {self.learning_rate:g}")
         if not 0 <= self.warmup_ratio < 1:
             raise UserError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio:g}")
+        if self.head not in HEAD_NAMES:
+            raise UserError(f"--head must be one of {', '.join(HEAD_NAMES)}, got {self.head!r}")
+        if self.train_layernorms and self.method not in LAYERNORM_METHODS:
+            raise UserError(f"--train-layernorms applies to {', '.join(LAYERNORM_METHODS)}, not {self.method}")
         if self.task_type not in ("auto", "classification", "regression"):
             raise UserError(f"--task-type must be auto, classification or regression, got {self.task_type!r}")
 

@@ -65,6 +65,9 @@ def apply_adapter(backbone: nn.Module, options: dict) -> None:
         backbone.train_adapter("task")  # freezes the backbone, activates and unfreezes the adapter
     except (ValueError, KeyError, AttributeError) as e:
         raise UserError(f"AdapterHub cannot add a {options['config']} adapter to {type(backbone).__name__}: {e}") from e
+    if options.get("train_layernorms"):  # Houlsby et al. train the layer norms with the adapters
+        for ln in _layernorms(backbone):
+            ln.requires_grad_(True)
     return None
 
 

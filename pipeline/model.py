@@ -1,4 +1,9 @@
-"""The task model: a frozen encoder + a method's trainable part + mean pooling + a linear head."""
+"""The task model: a frozen encoder + a method's trainable part + mean pooling + a head.
+
+Heads (`--head`): `linear` (one linear layer on the mean-pooled last hidden state) or `mlp` (RoBERTa's
+classification head, dense + tanh + projection, as the SPARTAN authors train it, but over the same mean-pooled vector:
+this backbone was pre-trained for mean pooling, and the exported program pools that way for every task).
+"""
 
 from __future__ import annotations
 
@@ -27,14 +32,38 @@ class TaskSpec:
         return asdict(self)
 
 
+HEADS = ("linear", "mlp")
+
+
+class MLPHead(nn.Module):
+    """dense + tanh + projection (RoBERTa's classification head without its dropout; names as in RoBERTa)."""
+
+    def __init__(self, hidden_size: int, num_outputs: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.out_proj = nn.Linear(hidden_size, num_outputs)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(torch.tanh(self.dense(pooled)))
+
+
+def make_head(kind: str, hidden_size: int, num_outputs: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(hidden_size, num_outputs)
+    if kind == "mlp":
+        return MLPHead(hidden_size, num_outputs)
+    raise ValueError(f"unknown head {kind!r}; choose one of: {', '.join(HEADS)}")
+
+
 class TaskModel(nn.Module):
-    def __init__(self, backbone: nn.Module, method: str, options: dict, task: TaskSpec) -> None:
+    def __init__(self, backbone: nn.Module, method: str, options: dict, task: TaskSpec, head: str = "linear") -> None:
         super().__init__()
         self.method, self.options, self.task = method, dict(options), task
         self.backbone = backbone
         self.uses_token_type_ids = takes_token_types(backbone)  # before the method wraps the backbone's forward
         self.delta = get_method(method)(backbone, self.options)  # may be None (probe, bitfit, ...)
-        self.head = nn.Linear(backbone.config.hidden_size, task.num_outputs)
+        self.head_kind = head
+        self.head = make_head(head, backbone.config.hidden_size, task.num_outputs)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None

@@ -11,7 +11,7 @@ import math
 import sys
 from dataclasses import fields
 
-from .config import METHOD_NAMES, TrainConfig
+from .config import HEAD_NAMES, LAYERNORM_METHODS, METHOD_NAMES, TrainConfig
 from .errors import UserError
 from .spartan.config import SpartanConfig
 
@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--holdout", type=int, default=None,
                       help="evaluate on N examples held out of train instead of dev (for learning-rate sweeps)")
     tr = p.add_argument_group("training")
+    tr.add_argument("--head", choices=list(HEAD_NAMES), default=_D["head"],
+                    help="linear (one layer on the mean-pooled vector) or mlp (dense + tanh + projection on it, "
+                         "RoBERTa's head, as the SPARTAN authors train)")
+    tr.add_argument("--train-layernorms", action="store_true",
+                    help=f"also train the backbone's LayerNorms ({', '.join(LAYERNORM_METHODS)}: the authors' recipes)")
     tr.add_argument("--epochs", type=float, default=_D["epochs"], help="> 0; fractions train part of an epoch")
     tr.add_argument("--learning-rate", type=float, default=_D["learning_rate"])
     tr.add_argument("--weight-decay", type=float, default=_D["weight_decay"])
@@ -62,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--top-k", type=int, default=d.top_k)
     mem.add_argument("--temperature", type=float, default=d.temperature)
     mem.add_argument("--load-balance-coef", type=float, default=d.load_balance_coef)
-    mem.add_argument("--train-layernorms", action="store_true")
     mem.add_argument("--memory-form", choices=["dense", "sparse"], default=d.form)
     return p
 
@@ -81,21 +85,21 @@ def print_summary(cfg: TrainConfig, result) -> None:
     """What the run produced, readable: the dev metrics, the files, and a hint when the model ended unsure."""
     from pathlib import Path
 
+    from .artifact import read_metadata
+
     out = Path(cfg.output_dir)
-    names = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in sorted(result.metrics.items()))
-    print(f"{cfg.task or 'sst2'}/{cfg.method}: {names}  ({result.steps} steps)")
+    task = read_metadata(result.artifact)["task"]
+    names = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in sorted(result.metrics.items())
+                      if k != "eval_samples")
+    print(f"{task['name']}/{cfg.method}: {names}  ({result.steps} steps)")
     for f in ("task.safetensors", "eval_results.json", "train_results.json"):
         if (out / f).is_file():
             print(f"  {out / f}  ({(out / f).stat().st_size:,} bytes)")
-    loss, labels = result.final_loss, 0
-    if loss is not None and (out / "task.safetensors").is_file():
-        from .artifact import read_metadata
-
-        task = read_metadata(out)["task"]
-        labels = 0 if task["is_regression"] else len(task["label_names"])
-    # A classifier that guesses has cross-entropy ln(classes); at 75% of that it is still mostly unsure.
-    if labels and labels > 1 and loss > 0.75 * math.log(labels):
-        print(f"hint: the training loss is still {loss:.2f} (guessing is {math.log(labels):.2f}); this short run "
+    # A classifier that guesses has cross-entropy ln(classes); above 75% of that it is still mostly unsure.
+    classes = 0 if task["is_regression"] else len(task["label_names"])
+    loss = result.final_loss
+    if loss is not None and classes > 1 and loss > 0.75 * math.log(classes):
+        print(f"hint: the training loss is still {loss:.2f} (guessing is {math.log(classes):.2f}); this short run "
               f"left the model unsure: train longer (--epochs {max(3, math.ceil(cfg.epochs * 3))}) or on more "
               "examples", file=sys.stderr)
 

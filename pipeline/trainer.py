@@ -59,7 +59,12 @@ def load_data(args: TrainConfig) -> TaskData:
 
 
 def method_options(args: TrainConfig) -> dict:
-    return args.spartan.to_dict() if args.method == "spartan" else default_options(args.method)
+    if args.method == "spartan":
+        return {**args.spartan.to_dict(), "train_layernorms": args.spartan.train_layernorms or args.train_layernorms}
+    options = default_options(args.method)
+    if args.train_layernorms:  # TrainConfig allows it only for the adapters here
+        options["train_layernorms"] = True
+    return options
 
 
 def batches(examples: Examples, batch_size: int, order: list[int] | None = None):
@@ -137,7 +142,7 @@ def train(args: TrainConfig, on_step: Callable[[int, float], None] | None = None
     backbone, tokenizer = load_backbone(args.model)
     backbone_fp = fingerprint(backbone)  # of the pre-trained weights, before the method touches anything
     torch.manual_seed(args.seed)
-    model = TaskModel(backbone, args.method, options, data.spec).to(device)
+    model = TaskModel(backbone, args.method, options, data.spec, head=args.head).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     steps_per_epoch = -(-len(data.train) // args.batch_size)
@@ -147,7 +152,8 @@ def train(args: TrainConfig, on_step: Callable[[int, float], None] | None = None
     step, train_seconds = 0, 0.0
     if args.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False, map_location=device)
-        if state["fingerprint"] != backbone_fp or state["options"] != options or state["method"] != args.method:
+        if state["fingerprint"] != backbone_fp or state["options"] != options or state["method"] != args.method \
+                or state.get("head", "linear") != args.head:
             raise UserError(f"{ckpt_path} was made with another backbone or method settings; use another --output-dir")
         model.load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -167,7 +173,8 @@ def train(args: TrainConfig, on_step: Callable[[int, float], None] | None = None
     def save_checkpoint() -> None:
         atomic_write(ckpt_path, lambda tmp: torch.save({
             "step": step, "train_seconds": train_seconds, "fingerprint": backbone_fp, "method": args.method,
-            "options": options, "trainable": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
+            "options": options, "head": args.head, "trainable": model.trainable_state_dict(),
+            "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }, tmp))
@@ -208,7 +215,7 @@ def train(args: TrainConfig, on_step: Callable[[int, float], None] | None = None
     _write_json(out / "train_results.json", {
         "train_steps": step, "train_samples": len(data.train), "epochs": args.epochs,
         "learning_rate": args.learning_rate, "bf16": args.bf16, "train_runtime": train_seconds, "seconds_per_step": sps,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "head": args.head,
         "trainable_parameters": sum(p.numel() for p in params), "artifact_bytes": artifact.stat().st_size,
         "primary_metric": "eval_" + primary_metric(data.metric), "torch_threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -18,6 +18,7 @@ from .errors import FormatError
 from .names import check_fingerprint, check_name, check_path, check_sha256, is_memory_dtype
 
 DIST_MANIFEST_FORMAT_VERSION = 1
+RECIPE_DIST_MANIFEST_FORMAT_VERSION = 2  # the recipe program: LayerNorm and MLP-head inputs, a defaults file
 DIST_MANIFEST_NAME = "manifest.json"
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
@@ -29,7 +30,7 @@ def read_dist_manifest(doc: Any) -> dict:
             raise FormatError("too_large", f"dist manifest is over {MAX_DOCUMENT_BYTES} bytes")
         doc = F.parse_json(doc, "dist manifest")
     d = F.obj(doc, "dist manifest", code="not_object")
-    F.format_version(d, DIST_MANIFEST_FORMAT_VERSION, "dist manifest")
+    F.format_version(d, (DIST_MANIFEST_FORMAT_VERSION, RECIPE_DIST_MANIFEST_FORMAT_VERSION), "dist manifest")
     bb = F.obj(F.need(d, "backbone", "dist manifest"), "backbone")
     check_fingerprint(F.need(bb, "fingerprint", "backbone"), "backbone.fingerprint")
     if "memory_shape" not in bb:

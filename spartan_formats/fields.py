@@ -82,10 +82,12 @@ def string_list(v: Any, what: str, max_items: int = 4096) -> list[str]:
     return [string(x, f"{what}[{i}]", 256) for i, x in enumerate(v)]
 
 
-def format_version(doc: dict, want: int, what: str) -> int:
+def format_version(doc: dict, want: int | tuple[int, ...], what: str) -> int:
     v = need(doc, "format_version", what)
-    if not isinstance(v, int) or isinstance(v, bool) or v != want:
-        raise FormatError("bad_format_version", f"{what} has format_version {_show(v)}; this reader reads {want}")
+    wanted = want if isinstance(want, tuple) else (want,)
+    if not isinstance(v, int) or isinstance(v, bool) or v not in wanted:
+        raise FormatError("bad_format_version", f"{what} has format_version {_show(v)}; this reader reads "
+                                                f"{', '.join(map(str, wanted))}")
     return v
 
 

@@ -113,3 +113,28 @@ def test_report_only_needs_no_data_and_keeps_committed_results(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "nothing written" in p.stderr and "| spartan" in p.stdout
     assert {name: (out / name).read_text() for name in committed} == committed
+
+
+def test_authors_recipe_with_per_task_sweep(tmp_path, tiny_bert):
+    """--recipe authors is its own setting (MLP head, trainable LayerNorms for spartan) and --sweep-task each gives
+    every task its own rate, which the comparison then uses per task."""
+    glue_folder(tmp_path / "glue")
+    p = compare(tmp_path, tiny_bert, "--methods", "spartan", "--recipe", "authors", "--lr-sweep", "--sweep-task",
+                "each", "--sweep-grid", "1e-4,1e-2", "--holdout", "8", "--threads", "1")
+    assert p.returncode == 0, p.stderr[-2000:]
+    sweep = json.loads((tmp_path / "out" / "lr_sweep_full_authors.json").read_text())
+    assert set(sweep["best_per_task"]) == {"sst2", "rte"}
+    assert all(set(r["spartan"]) == {"0.0001", "0.01"} for r in sweep["results"].values())
+    p = compare(tmp_path, tiny_bert, "--methods", "spartan", "--recipe", "authors", "--threads", "1")
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "compare_full_authors.json").read_text())
+    assert summary["recipe"] == "authors"
+    assert summary["learning_rates_per_task"] == {t: {"spartan": best["spartan"]}
+                                                  for t, best in sweep["best_per_task"].items()}
+    for task in ("sst2", "rte"):
+        cell = tmp_path / "runs" / "full_authors" / task / "spartan" / "seed0"
+        results = json.loads((cell / "train_results.json").read_text())
+        assert results["head"] == "mlp" and results["learning_rate"] == sweep["best_per_task"][task]["spartan"]
+        from pipeline import read_metadata
+
+        assert read_metadata(cell)["options"]["train_layernorms"] is True

@@ -224,8 +224,6 @@ def test_error_output_exists(tiny_tasks, tmp_path):
 
 
 def test_error_unsupported_artifacts(tiny_bert, tmp_path):
-    ln = make_artifact(tiny_bert, tmp_path / "ln", train_layernorms=True)
-    _expect_error([ln], tmp_path / "d1", "LayerNorms")
     probe = make_artifact(tiny_bert, tmp_path / "probe", method="probe")
     _expect_error([probe], tmp_path / "d2", "only spartan")
 

@@ -260,7 +260,7 @@ BAD_UPLOADS = {  # case -> (file, HTTP status, words in the message, error code 
                         "too_many_outputs"),
     "int_dtype": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "int8"}), 400, "dtype", "bad_dtype"),
     "dtype_lies": (lambda: memory_bytes("sst2", meta_overrides={"dtype": "fp16"}), 400, "fp16", "tensor_dtype"),
-    "format_version": (lambda: memory_bytes("sst2", meta_overrides={"format_version": 2}), 400, "format_version",
+    "format_version": (lambda: memory_bytes("sst2", meta_overrides={"format_version": 3}), 400, "format_version",
                        "bad_format_version"),
     # issue 11, item 5: these gave 500s or were accepted
     "dtype_list": (lambda: memory_bytes("sst2", meta_overrides={"dtype": ["fp32"]}), 400, "dtype", "bad_dtype"),

@@ -24,7 +24,7 @@ from spartan_formats.names import is_name
 
 from .cache import Cache
 from .errors import ClientError, IntegrityError, NotCached
-from .memory import load_memory
+from .memory import DEFAULTS_FILE, MEMORY_TENSORS, load_defaults, load_memory, task_input_names, task_inputs
 from .runtime import BackboneRuntime
 from .transfer import fetch
 
@@ -168,6 +168,20 @@ class EdgeClient:
         self._runtime_fp = bb["fingerprint"]
         return self.runtime
 
+    def defaults(self) -> dict[str, np.ndarray] | None:
+        """The recipe program's defaults file (verified like every bundle file), or None for a plain program."""
+        bb = self.backbone()
+        if all(n in MEMORY_TENSORS for n in task_input_names(bb)):
+            return None
+        files = {f["path"]: f for f in bb["files"]}
+        path = next((p for p in files if p.rsplit("/", 1)[-1] == DEFAULTS_FILE), None)
+        if path is None:
+            raise IntegrityError(f"the backbone program takes inputs beyond the memory but its bundle has no "
+                                 f"{DEFAULTS_FILE}; refused")
+        self._ensure_file(files[path]["sha256"], files[path]["bytes"], files[path].get("url")
+                          if self._catalog is not None else None)
+        return load_defaults(self.cache.blob(files[path]["sha256"]))
+
     # --- memories ----------------------------------------------------------------------------------------------
     def ensure_memory(self, task: str) -> tuple[dict, int]:
         """A verified memory for `task` on the cached backbone: (state entry, bytes fetched)."""
@@ -227,7 +241,8 @@ class EdgeClient:
         fetched = self.ensure_backbone()
         mem, n = self.ensure_memory(task)
         fetched += n
-        inputs = load_memory(self.cache.blob(mem["sha256"]), task, self.backbone()).inputs_fp32()
+        memory = load_memory(self.cache.blob(mem["sha256"]), task, self.backbone())
+        inputs = task_inputs(memory, self.backbone(), self.defaults())
         logits, ms = self.load_runtime().run(text, inputs, pair)
         logits = logits[: mem["num_outputs"]]  # the head is padded to max_labels; the rest is zero padding
         if mem["is_regression"]:

@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     p.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch references")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
-    p.add_argument("--ablation", action="store_true",
-                   help=f"also time fp32 programs with one export change left out: {', '.join(ABLATIONS)}")
+    p.add_argument("--ablation", nargs="?", const="all", default=None,
+                   help="also time programs with one export change left out or added (all, or a comma list of: "
+                        f"{', '.join(ABLATIONS)})")
     p.add_argument("--out", default="docs/results", help="output folder")
     p.add_argument("--name", default=None, help="file stem (default latency_<model>)")
     return p
@@ -70,6 +71,8 @@ def check_args(args: argparse.Namespace) -> dict:
         "precisions": _csv(args.precisions, PRECISIONS, "precisions"),
         "lengths": _ints(args.lengths, "lengths"),
         "throughput_lengths": _ints(args.throughput_lengths, "throughput-lengths") if args.batch else [],
+        "ablations": [] if args.ablation is None else list(ABLATIONS) if args.ablation == "all"
+        else _csv(args.ablation, tuple(ABLATIONS), "ablation"),
     }
     if "bare" not in cfg["methods"]:
         cfg["methods"].insert(0, "bare")  # every ratio is to the bare backbone
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
     from . import bench, report
-    from .variants import build_variant, load_encoder
+    from .variants import ablation_precisions, build_variant, load_encoder
 
     torch.set_num_threads(args.threads)
     _unsafe_reset_threadpool(args.threads)
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg["max_len"] > max_pos:
         print(f"error: sequence length {cfg['max_len']} exceeds the model's {max_pos} positions", file=sys.stderr)
         return 2
-    names = cfg["methods"] + (list(ABLATIONS) if args.ablation else [])
+    names = cfg["methods"] + cfg["ablations"]
     variants = {}
     for name in names:
         opts = ABLATIONS.get(name, {})
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in batches:
             for name, v in variants.items():
                 for precision in cfg["precisions"]:
-                    if name in ABLATIONS and (precision != "fp32" or b != 1):
+                    if name in ABLATIONS and (precision not in ablation_precisions(name) or b != 1):
                         continue
                     bench.log(f"exporting {name} {precision} batch {b} ...")
                     prog = bench.build_program(v, precision, b, cfg["max_len"], work_dir)

@@ -30,7 +30,16 @@ ABLATIONS = {
     "spartan/hf-forward": dict(method="spartan", fast=False),
     "bare/native-layernorm": dict(method="bare", decompose_layernorm=False),
     "bare/symbolic-views": dict(method="bare", infer_views=False),
+    # the int8 question (issue 15): what the bundle ships (LayerNorms + MLP head as inputs, fed the defaults) and
+    # the parent/child scores in one product; timed in fp32 and int8
+    "spartan/recipe-inputs": dict(method="spartan", recipe=True, precisions=("fp32", "int8")),
+    "spartan/fused-scores": dict(method="spartan", fused_scores=True, precisions=("fp32", "int8")),
+    "spartan/recipe-fused": dict(method="spartan", recipe=True, fused_scores=True, precisions=("fp32", "int8")),
 }
+
+
+def ablation_precisions(name: str) -> tuple[str, ...]:
+    return ABLATIONS[name].get("precisions", ("fp32",))
 
 
 def load_encoder(model: str) -> tuple[nn.Module, int | None, str]:
@@ -99,7 +108,8 @@ def _memory_inputs(model: TaskModel, shape: MemoryShape) -> list[torch.Tensor]:
 
 
 def build_variant(name: str, backbone: nn.Module, sep: int | None, seed: int = 0, fast: bool = True,
-                  decompose_layernorm: bool = True, infer_views: bool = True, method: str | None = None) -> Variant:
+                  decompose_layernorm: bool = True, infer_views: bool = True, method: str | None = None,
+                  recipe: bool = False, fused_scores: bool = False, precisions: tuple[str, ...] = ()) -> Variant:
     from mobile_export.model import EdgeModel
 
     method = method or name
@@ -116,10 +126,10 @@ def build_variant(name: str, backbone: nn.Module, sep: int | None, seed: int = 0
     # SPARTAN runs the clean backbone (the memory arrives as inputs); the others carry their modules inside it
     edge_backbone = copy.deepcopy(backbone if method in ("bare", "spartan") else eager.backbone)
     edge = EdgeModel(edge_backbone, shape, sep, fast=fast, memory=method == "spartan",
-                     decompose_layernorm=decompose_layernorm)
-    inputs = _memory_inputs(eager, shape)
+                     decompose_layernorm=decompose_layernorm, recipe=recipe, fused_scores=fused_scores)
+    inputs = _memory_inputs(eager, shape) + list(edge.input_defaults().values())  # a plain task on that program
     if method == "spartan":
-        task = dict(zip(MEMORY_TENSORS, inputs, strict=True))
+        task = dict(zip(MEMORY_TENSORS, inputs[:len(MEMORY_TENSORS)], strict=True))
     else:
         task = {n: p for n, p in eager.named_parameters() if p.requires_grad}
     return Variant(name, method, eager, edge, inputs, task_download_bytes(task), infer_views)

@@ -61,13 +61,13 @@ class Python:
         import torch
         from executorch.runtime import Runtime
 
-        from apps.client.memory import memory_inputs
+        from apps.client.memory import load_memory
 
         man = json.loads((dist / "manifest.json").read_text())
         self.bb = {**man["backbone"], **man["targets"]["android"]}
         self.dist, self.torch = dist, torch
         self.method = Runtime.get().load_program(str(dist / "android" / "backbone.pte")).load_method("forward")
-        self.memory = [torch.from_numpy(a) for a in memory_inputs(self.mem_path(task), self.bb)]
+        self.memory = [torch.from_numpy(a) for a in load_memory(self.mem_path(task), task, self.bb).inputs_fp32()]
 
     def mem_path(self, task: str) -> Path:
         return self.dist / "android" / "memories" / f"{task}.safetensors"
@@ -83,11 +83,11 @@ class Python:
         return out
 
     def swap(self, task: str) -> float:
-        from apps.client.memory import check_memory, memory_inputs
+        from apps.client.memory import load_memory
 
-        t0 = time.perf_counter()
-        check_memory(self.mem_path(task), task, {"fingerprint": self.bb["fingerprint"]})
-        self.memory = [self.torch.from_numpy(a) for a in memory_inputs(self.mem_path(task), self.bb)]
+        t0 = time.perf_counter()  # apps.client's path: read + validate (spartan_formats) + float32 inputs
+        mem = load_memory(self.mem_path(task), task, self.bb)
+        self.memory = [self.torch.from_numpy(a) for a in mem.inputs_fp32()]
         self.run(16, 1)
         return (time.perf_counter() - t0) * 1e3
 
@@ -166,10 +166,11 @@ def main() -> None:
     rss = {k: n.close() for k, n in native.items()}
     cold = {"native_fp32": [], "python_fp32": [], "native_int8": []}
     py_cold = ("import sys; from pathlib import Path; import json; from apps.client.runtime import BackboneRuntime; "
-               "from apps.client.memory import memory_inputs; d = Path(sys.argv[1]); "
+               "from apps.client.memory import load_memory; d = Path(sys.argv[1]); "
                "m = json.loads((d / 'manifest.json').read_text()); bb = {**m['backbone'], **m['targets']['android']}; "
                "rt = BackboneRuntime(d / 'android/backbone.pte', d / 'android/tokenizer.json', 128, bb['inputs']); "
-               "print(rt.run('a fine film', memory_inputs(d / 'android/memories/sst2.safetensors', bb))[0][:2])")
+               "mem = load_memory(d / 'android/memories/sst2.safetensors', 'sst2', bb).inputs_fp32(); "
+               "print(rt.run('a fine film', mem)[0][:2])")
     cold_rss = {}
     for _ in range(args.cold):
         for k, cmd in (("native_fp32", [str(BIN), "--bundle", str(args.dist), "--task", "sst2", "a fine film"]),

@@ -81,6 +81,7 @@ def test_tokenizer_normalizer_options(native, bert_tokenizer_json, tmp_path):
         assert_same_ids(p, s, 64)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLUE.is_dir(), reason="needs ../shared/data/glue")
 def test_tokenizer_every_glue_dev_sentence(native, bert_tokenizer_json):
     def rows(name: str, cols: tuple[int, ...], header: bool = True) -> list:
@@ -291,13 +292,13 @@ def sst2_dev() -> list[str]:
 
 def python_client_logits(dist: Path, task: str, texts: list[str]) -> np.ndarray:
     """apps.client's own runtime (ExecuTorch pybindings + tokenizers) on the same program and memory file."""
-    from apps.client.memory import memory_inputs
+    from apps.client.memory import load_memory
     from apps.client.runtime import BackboneRuntime
 
     man = json.loads((dist / "manifest.json").read_text())
     bb = {**man["backbone"], **man["targets"]["android"]}
     rt = BackboneRuntime(dist / "android" / "backbone.pte", dist / "android" / "tokenizer.json", 128, bb["inputs"])
-    inputs = memory_inputs(dist / "android" / "memories" / f"{task}.safetensors", bb)
+    inputs = load_memory(dist / "android" / "memories" / f"{task}.safetensors", task, bb).inputs_fp32()
     n = man["tasks"][task]["num_outputs"] if "num_outputs" in man["tasks"][task] else 2
     return np.array([rt.run(t, inputs)[0][:n] for t in texts])
 

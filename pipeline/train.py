@@ -85,21 +85,21 @@ def print_summary(cfg: TrainConfig, result) -> None:
     """What the run produced, readable: the dev metrics, the files, and a hint when the model ended unsure."""
     from pathlib import Path
 
+    from .artifact import read_metadata
+
     out = Path(cfg.output_dir)
-    names = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in sorted(result.metrics.items()))
-    print(f"{cfg.task or 'sst2'}/{cfg.method}: {names}  ({result.steps} steps)")
+    task = read_metadata(result.artifact)["task"]
+    names = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in sorted(result.metrics.items())
+                      if k != "eval_samples")
+    print(f"{task['name']}/{cfg.method}: {names}  ({result.steps} steps)")
     for f in ("task.safetensors", "eval_results.json", "train_results.json"):
         if (out / f).is_file():
             print(f"  {out / f}  ({(out / f).stat().st_size:,} bytes)")
-    loss, labels = result.final_loss, 0
-    if loss is not None and (out / "task.safetensors").is_file():
-        from .artifact import read_metadata
-
-        task = read_metadata(out)["task"]
-        labels = 0 if task["is_regression"] else len(task["label_names"])
-    # A classifier that guesses has cross-entropy ln(classes); at 75% of that it is still mostly unsure.
-    if labels and labels > 1 and loss > 0.75 * math.log(labels):
-        print(f"hint: the training loss is still {loss:.2f} (guessing is {math.log(labels):.2f}); this short run "
+    # A classifier that guesses has cross-entropy ln(classes); above 75% of that it is still mostly unsure.
+    classes = 0 if task["is_regression"] else len(task["label_names"])
+    loss = result.final_loss
+    if loss is not None and classes > 1 and loss > 0.75 * math.log(classes):
+        print(f"hint: the training loss is still {loss:.2f} (guessing is {math.log(classes):.2f}); this short run "
               f"left the model unsure: train longer (--epochs {max(3, math.ceil(cfg.epochs * 3))}) or on more "
               "examples", file=sys.stderr)
 

@@ -120,7 +120,7 @@ def test_kotlin_sdk_junit(android_fixtures):
     assert not bad and r.returncode == 0, f"{bad}\n{out}"
     passed = [k for k, v in cases.items() if v == "passed"]
     # The server-side cases must have run, not been skipped for a missing fixture.
-    for must in ("DownloadTest", "SpartanEdgeTest", "ManifestTest"):
+    for must in ("DownloadTest", "SpartanEdgeTest", "CatalogTest", "ConformanceTest"):
         assert any(must in k for k in passed), (must, cases)
     if NATIVE_LIB.exists():  # with the native runtime built, the engine cases run too (predictions vs apps.client)
         skipped = [k for k, v in cases.items() if v == "skipped"]

@@ -74,12 +74,12 @@ def test_cached_run_and_offline(good_cache, server, tmp_path):
     assert rc == 0 and out[0]["logits"] == a["logits"] and out[0]["bytes_fetched"] == 0
     rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "mnli")
     assert rc == 1 and "no memory for task 'mnli' in the cache (cached: rte, sst2)" in err
-    rc, out, err = run_cli("good movie", "--server", server.url, "--cache", c2, "--task", "mnli")
-    last = err.strip().splitlines()[-1]
-    assert rc == 1 and last == "error: the server has no task 'mnli' for android; it has: rte, sst2"
-    r = subprocess.run([sys.executable, "-m", "apps.client", "a good movie", "--offline", "--cache", str(c2), "--task",
-                        "sst2"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.splitlines()[0] == "text: 'a good movie'"  # says what it classified
+    # plain output says what it classified; an unknown task names those the server has
+    r = subprocess.run([sys.executable, "-m", "apps.client", "a good movie", "--server", server.url, "--cache",
+                        str(c2), "--task", "sst2", "--task", "mnli"], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and r.stdout.splitlines()[0] == "text: 'a good movie'"
+    assert r.stderr.strip().splitlines()[-1] == "error: the server has no task 'mnli' for android; it has: rte, sst2"
     rc, out, err = run_cli("good movie", "--offline", "--cache", tmp_path / "empty", "--task", "sst2")
     assert rc == 1 and "no backbone" in err
 
@@ -235,15 +235,28 @@ def test_catalog_digest_naming_a_path_touches_no_file(fake, good_cache, tmp_path
     assert not any(h[0].startswith("/memories/") for h in fake.hits)
 
 
-def test_tampered_state_file_names_no_file(good_cache, server, tmp_path):
+def pin_fake_to_cache(fake, cache) -> None:
+    """Make the fake serve exactly the memories the cache holds (other tests publish newer versions meanwhile)."""
+    state = json.loads((cache / "state.json").read_text())
+    for task, mem in state["memories"].items():
+        data = (cache / "blobs" / mem["sha256"]).read_bytes()
+        fake.manifest["tasks"][task]["android"].update(
+            version=mem["version"], sha256=mem["sha256"], bytes=len(data),
+            url=f"/memories/{task}?target=android&version={mem['version']}")
+        fake.routes[f"/memories/{task}"] = data
+    fake.set_manifest()
+
+
+def test_tampered_state_file_names_no_file(good_cache, fake, tmp_path):
     cache, (a, _) = good_cache
+    pin_fake_to_cache(fake, cache)
     c = shutil.copytree(cache, tmp_path / "c")
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     state = json.loads((c / "state.json").read_text())
     state["memories"]["sst2"]["sha256"] = str(victim)
     (c / "state.json").write_text(json.dumps(state))
-    p = EdgeClient(server.url, c).predict("sst2", "good movie")
+    p = EdgeClient(fake.url, c).predict("sst2", "good movie")
     assert "ignoring the cache state" in p.warnings[0] and p.logits == a["logits"]
     assert victim.read_text() == "keep me"
     assert p.bytes_fetched == 0  # the verified blobs are found again by their sha256
@@ -273,13 +286,18 @@ def test_server_down_falls_back_to_verified_cache(good_cache, tmp_path):
 
 
 @pytest.mark.parametrize("which", ["tokenizer", "memory"])
-def test_corrupt_cached_file_is_refetched_alone_in_one_run(good_cache, server, dist, tmp_path, which):
+def test_corrupt_cached_file_is_refetched_alone_in_one_run(good_cache, fake, dist, tmp_path, which):
     cache, (a, _) = good_cache
+    pin_fake_to_cache(fake, cache)
     c = shutil.copytree(cache, tmp_path / "c")
-    rel = "android/tokenizer.json" if which == "tokenizer" else "android/memories/sst2.safetensors"
-    blob = c / "blobs" / sha256((dist / rel).read_bytes())
+    state = json.loads((c / "state.json").read_text())
+    sha = state["memories"]["sst2"]["sha256"] if which == "memory" else sha256((dist / "android/tokenizer.json")
+                                                                               .read_bytes())
+    blob = c / "blobs" / sha
+    size = blob.stat().st_size
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
     blob.write_bytes(bytes(data))
-    p = EdgeClient(server.url, c).predict("sst2", "good movie")
-    assert p.logits == a["logits"] and p.bytes_fetched == (dist / rel).stat().st_size  # not the program again
+    p = EdgeClient(fake.url, c).predict("sst2", "good movie")
+    assert p.logits == a["logits"] and p.bytes_fetched == size  # that file alone, not the program again
+    assert not [h for h in fake.hits if "backbone.pte" in h[0]]

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -268,4 +269,4 @@ def test_cli_summary_lists_outputs_and_hints_when_unsure(tmp_path, tiny_bert, se
     out, err = capsys.readouterr()
     assert out.splitlines()[0].startswith("sentiment/spartan: accuracy ")
     assert f"{tmp_path / 'run' / 'task.safetensors'}  (" in out and " bytes)" in out
-    assert "hint: the training loss is still 0.6" in err and "--epochs 3" in err
+    assert re.search(r"hint: the training loss is still 0\.[67]\d \(guessing is 0\.69\)", err) and "--epochs 3" in err

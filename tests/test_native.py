@@ -187,6 +187,46 @@ def test_memory_validator_refuses(native, tmp_path, case, code):
     assert not out["ok"] and out["code"] == code, out
 
 
+CONFORMANCE = REPO / "tests" / "conformance"
+
+
+@pytest.mark.skipif(not (CONFORMANCE / "cases.json").is_file(), reason="tests/conformance is not in this checkout")
+def test_memory_conformance_vectors(native):
+    """Every memory case of the shared conformance vectors: the same verdict and error code as spartan_formats."""
+    import ctypes
+
+    abi = Abi()
+    abi.lib.se_validate_task_memory.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
+    cases = [c for c in json.loads((CONFORMANCE / "cases.json").read_text()) if c["kind"] == "memory"]
+    assert len(cases) >= 20
+    wrong = []
+    for c in cases:
+        ctx = c.get("context", {})
+        bb = (CONFORMANCE / ctx["backbone"]).read_text().encode() if "backbone" in ctx else None
+        task = ctx["task"].encode() if "task" in ctx else None
+        rc = abi.lib.se_validate_task_memory(str(CONFORMANCE / c["file"]).encode(), bb, task)
+        got = ("valid", None) if rc == 0 else ("invalid", abi.error()[0])
+        want = (c["verdict"], c.get("error"))
+        if got != want:
+            wrong.append((c["name"], want, got, abi.error()[1][:120]))
+    assert not wrong, wrong
+
+
+@pytest.mark.skipif(not (CONFORMANCE / "cases.json").is_file(), reason="tests/conformance is not in this checkout")
+def test_catalog_conformance_vectors(native):
+    """The server's /manifest (catalog) cases through the server-mode client's reader (`validate-catalog`)."""
+    cases = [c for c in json.loads((CONFORMANCE / "cases.json").read_text()) if c["kind"] == "catalog"]
+    assert len(cases) >= 10
+    wrong = []
+    for c in cases:
+        r = cli("validate-catalog", str(CONFORMANCE / c["file"]))
+        out = json.loads(r.stdout)
+        got = ("valid", None) if out["ok"] else ("invalid", out["code"])
+        if got != (c["verdict"], c.get("error")):
+            wrong.append((c["name"], c.get("error"), got, out["message"]))
+    assert not wrong, wrong
+
+
 def test_memory_extra_tensor_allowed_when_the_program_takes_it(native, tmp_path):
     from safetensors.numpy import load, save
 
@@ -205,8 +245,16 @@ def test_memory_extra_tensor_allowed_when_the_program_takes_it(native, tmp_path)
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory, native) -> dict:
-    """Two tasks with seeded random memories (no training: the check is about the math), exported fp32 and int8."""
+    """Two tasks with seeded random memories (no training: the check is about the math), exported fp32 and int8.
+
+    Developer speed-up only: SPARTAN_NATIVE_TEST_EXPORT=DIR reuses DIR/{sst2,rte,dist,dist8} made the same way
+    (two task runs, `pipeline.export --target android` and `--quantize int8 --memory-dtype fp16`)."""
     import torch
+
+    reuse = os.environ.get("SPARTAN_NATIVE_TEST_EXPORT")
+    if reuse:
+        d = Path(reuse)
+        return {"runs": {"sst2": d / "sst2", "rte": d / "rte"}, "dist": d / "dist", "dist8": d / "dist8", "root": d}
 
     from mobile_export import export_bundle
     from pipeline import TaskModel, TaskSpec, save_task
@@ -236,7 +284,7 @@ def real(tmp_path_factory, native) -> dict:
 
 
 def sst2_dev() -> list[str]:
-    with open(REPO / "data" / "glue" / "sst2" / "dev.tsv", encoding="utf-8", newline="") as f:
+    with open(REPO / "data" / "glue" / "SST-2" / "dev.tsv", encoding="utf-8", newline="") as f:
         r = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [row[0] for row in r[1:] if row]
 
@@ -326,10 +374,138 @@ def test_memory_swap_on_one_program_and_refusals_keep_the_active_memory(real, tm
             assert abi.load(e, p) != 0 and abi.error()[0] == code, (name, abi.error())
             assert abi.task(e)[0] == "rte"  # the refused file changed nothing
             assert abi.classify(e, text, pair)[0] == b1
-        (tmp_path / "rte-as-sst2").mkdir()
         assert abi.lib.se_engine_load_bundle_task(e, b"../etc") != 0 and abi.error()[0] == "bad_name"
         assert abi.load(e, mems / "sst2.safetensors") == 0
         assert abi.classify(e, text)[0] == a1  # back to A: identical logits, no reload
         assert abi.load(e, mems / "rte.safetensors") == 0 and abi.classify(e, text, pair)[0] == b1
     finally:
         abi.lib.se_engine_free(e)
+
+
+# ------------------------------------------------------------------- server mode: a real server, then faults
+
+@pytest.fixture(scope="module")
+def served(real, tmp_path_factory):
+    """The fp32 export published to a real gunicorn server; yields (server, its /manifest, every file's bytes)."""
+    import requests
+    from edge_support import ServerProcess, publish
+
+    srv = ServerProcess(tmp_path_factory.mktemp("native_srv") / "instance")
+    try:
+        r = publish(srv.url, real["dist"])
+        assert r.returncode == 0, r.stderr
+        man = requests.get(srv.url + "/manifest", timeout=30).json()
+        urls = [f["url"] for f in man["backbones"]["android"]["files"]]
+        urls += [t["android"]["url"] for t in man["tasks"].values()]
+        files = {u.split("?")[0]: requests.get(srv.url + u, timeout=60).content for u in urls}
+        yield srv, man, files
+    finally:
+        srv.stop()
+
+
+def native_client(url: str, cache: Path, task: str, *texts: str, pair: str | None = None, offline: bool = False):
+    args = ["--cache", str(cache), "--task", task, "--json"] + (["--server", url] if url else [])
+    args += (["--offline"] if offline else []) + (["--pair", pair] if pair else [])
+    r = cli(*args, *texts)
+    out = [json.loads(line) for line in r.stdout.splitlines()] if r.returncode == 0 else []
+    return r, out
+
+
+@pytest.mark.slow
+def test_server_mode_like_apps_client_and_warm_cache_without_server(real, served, tmp_path):
+    import subprocess
+    import sys
+
+    srv, man, files = served
+    text, pair = "a gripping, beautifully acted film", "Someone watched a film."
+    bb_bytes = sum(f["bytes"] for f in man["backbones"]["android"]["files"])
+    r, a = native_client(srv.url, tmp_path / "c", "sst2", text)
+    assert r.returncode == 0, r.stderr
+    assert a[0]["bytes_fetched"] == bb_bytes + man["tasks"]["sst2"]["android"]["bytes"]  # backbone once + memory
+    r, b = native_client(srv.url, tmp_path / "c", "rte", text, pair=pair)
+    assert b[0]["bytes_fetched"] == man["tasks"]["rte"]["android"]["bytes"]  # another task: only its memory
+    r, a2 = native_client(srv.url, tmp_path / "c", "sst2", text)
+    assert a2[0]["bytes_fetched"] == 0 and a2[0]["logits"] == a[0]["logits"]
+    py = subprocess.run([sys.executable, "-m", "apps.client", "--server", srv.url, "--cache", str(tmp_path / "py"),
+                         "--task", "sst2", "--json", text], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert py.returncode == 0, py.stderr
+    p = json.loads(py.stdout)
+    assert p["label"] == a[0]["label"] and np.allclose(p["logits"], a[0]["logits"], atol=1e-5)
+    assert sorted(os.listdir(tmp_path / "c" / "blobs")) == sorted(
+        [f["sha256"] for f in man["backbones"]["android"]["files"]] + [man["tasks"][t]["android"]["sha256"]
+                                                                         for t in ("sst2", "rte")])
+    # offline and with the server gone: the verified cache answers (the server is stopped by a fresh process here:
+    # a port nobody listens on)
+    r, off = native_client("", tmp_path / "c", "rte", text, pair=pair, offline=True)
+    assert r.returncode == 0 and off[0]["logits"] == b[0]["logits"]
+    from edge_support import free_port
+    r, gone = native_client(f"http://127.0.0.1:{free_port()}", tmp_path / "c", "sst2", text)
+    assert r.returncode == 0 and gone[0]["logits"] == a[0]["logits"] and "cannot reach" in r.stderr
+    r, _ = native_client("", tmp_path / "empty", "sst2", text, offline=True)
+    assert r.returncode == 1 and "run once online first" in r.stderr
+
+
+@pytest.fixture()
+def fake(served):
+    """A programmable server holding the real bundle's files under the real server's URLs."""
+    from edge_support import FakeServer
+
+    srv, man, files = served
+    f = FakeServer()
+    f.routes.update(files)
+    f.routes["/manifest"] = json.dumps(man).encode()
+    yield f, copy.deepcopy(man), files
+    f.close()
+
+
+@pytest.mark.slow
+def test_server_faults_html_manifest_and_sha_mismatch(fake, tmp_path):
+    f, man, files = fake
+    cache = tmp_path / "c"
+    r, good = native_client(f.url, cache, "sst2", "fine")
+    assert r.returncode == 0, r.stderr
+    # a captive portal / proxy page instead of the manifest: the cache answers, with a warning
+    f.routes["/manifest"] = b"<html><body>Please log in</body></html>"
+    r, out = native_client(f.url, cache, "sst2", "fine")
+    assert r.returncode == 0 and out[0]["logits"] == good[0]["logits"] and "[not_json]" in r.stderr
+    r, _ = native_client(f.url, tmp_path / "cold", "sst2", "fine")
+    assert r.returncode == 1 and "not a valid catalog" in r.stderr
+    # a new memory version whose bytes do not match the manifest's sha256 (changed on the way)
+    mem_url = man["tasks"]["sst2"]["android"]["url"].split("?")[0]
+    data = files[mem_url]
+    bad = data[:-10] + bytes(10)
+    man["tasks"]["sst2"]["android"].update(version=2, sha256="e" * 64, bytes=len(bad))
+    f.routes["/manifest"] = json.dumps(man).encode()
+    f.routes[mem_url] = bad
+    r, out = native_client(f.url, cache, "sst2", "fine")
+    assert r.returncode == 0 and out[0]["memory_version"] == 1 and out[0]["logits"] == good[0]["logits"]
+    assert "does not match the manifest's sha256" in r.stderr and "last good memory" in r.stderr
+    assert not (cache / "blobs" / ("e" * 64)).exists() and not list((cache / "partial").iterdir())
+    # a network string that is not a digest never becomes a file name
+    man["tasks"]["sst2"]["android"]["sha256"] = "../../etc/passwd"
+    f.routes["/manifest"] = json.dumps(man).encode()
+    r, out = native_client(f.url, cache, "sst2", "fine")
+    assert r.returncode == 0 and "not 64 lowercase hex" in r.stderr and out[0]["memory_version"] == 1
+
+
+@pytest.mark.slow
+def test_download_cut_then_resumed_by_the_next_run(fake, tmp_path):
+    f, man, files = fake
+    cache = tmp_path / "c"
+    assert native_client(f.url, cache, "sst2", "fine")[0].returncode == 0  # the backbone is cached
+    entry = man["tasks"]["rte"]["android"]
+    path = entry["url"].split("?")[0]
+    f.truncate[path] = 100_000  # every answer stops after 100 KB: 4 attempts are not enough
+    f.hits.clear()
+    r, _ = native_client(f.url, cache, "rte", "fine", pair="ok")
+    assert r.returncode == 1 and "will resume next time" in r.stderr
+    part = cache / "partial" / f"{entry['sha256']}.part"
+    assert part.stat().st_size == 400_000
+    assert [h[1] for h in f.hits if h[0].startswith(path)] == [None, "bytes=100000-", "bytes=200000-",
+                                                               "bytes=300000-"]
+    del f.truncate[path]
+    f.hits.clear()
+    r, out = native_client(f.url, cache, "rte", "fine", pair="ok")  # a new process picks up the partial file
+    assert r.returncode == 0, r.stderr
+    assert [h[1] for h in f.hits if h[0].startswith(path)] == ["bytes=400000-"]
+    assert out[0]["bytes_fetched"] == entry["bytes"] - 400_000 and not part.exists()

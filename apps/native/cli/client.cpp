@@ -9,6 +9,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "catalog.h"
 #include "http.h"
 #include "util.h"
 
@@ -132,11 +133,13 @@ struct Client::Impl {
       return;
     }
     if (r.status != 200) throw ClientError("GET /manifest: HTTP " + std::to_string(r.status));
-    json m = json::parse(r.body, nullptr, false);
-    if (m.is_discarded() || !m.is_object() || m.value("format_version", json()) != 1 ||
-        !m.contains("backbones") || !m["backbones"].is_object() || !m.contains("tasks") || !m["tasks"].is_object())
-      throw ClientError("GET /manifest: the answer is not a format_version 1 manifest (" +
-                        (r.content_type.empty() ? std::string("no content type") : r.content_type) + ")");
+    json m;
+    try {
+      m = read_catalog(r.body);
+    } catch (const CatalogError& e) {
+      throw ClientError("GET /manifest: the answer is not a valid catalog (" +
+                        (r.content_type.empty() ? std::string("no content type") : r.content_type) + "): " + e.what());
+    }
     manifest = m;
     state["manifest"] = m;
     state["manifest_etag"] = r.etag.empty() ? json(nullptr) : json(r.etag);

@@ -3,9 +3,13 @@
 //   spartan-edge --bundle DIST --task T [--target android] [--pair P] [--json] TEXT...
 //   spartan-edge --server URL --cache DIR --task T [--target android] [--offline] [--pair P] [--json] TEXT...
 //   spartan-edge tokenize --tokenizer tokenizer.json [--max-length N]     (stdin: one JSON string or [a, b] a line)
-//   spartan-edge validate-memory FILE [--backbone BACKBONE.json]         (prints {"ok", "status", "code", "message"})
+//   spartan-edge validate-memory FILE [--backbone BACKBONE.json] [--task T]       (prints {"ok", "status", "code", "message"})
+//   spartan-edge validate-catalog FILE                                   (a GET /manifest body; same output)
+//   spartan-edge bench --bundle DIST --task T                             (benchmarks/native_vs_python.py drives it)
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -13,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "catalog.h"
 #include "client.h"
 #include "spartan_edge.h"
 
@@ -27,7 +32,9 @@ int usage(const char* why) {
                "  spartan-edge --server URL --cache DIR --task T [--target android] [--offline] [--pair P] [--json] "
                "TEXT...\n"
                "  spartan-edge tokenize --tokenizer FILE [--max-length N] < lines\n"
-               "  spartan-edge validate-memory FILE [--backbone FILE]\n",
+               "  spartan-edge validate-memory FILE [--backbone FILE] [--task T]\n"
+               "  spartan-edge validate-catalog FILE\n"
+               "  spartan-edge bench --bundle DIST --task T < commands\n",
                why);
   return 2;
 }
@@ -117,6 +124,67 @@ int run_bundle(const Args& a) {
   return classify_all(engine.get(), a, json::object());
 }
 
+// For benchmarks/native_vs_python.py: one loaded engine, commands on stdin, one JSON line per command.
+//   "run S N"   N classifications of a text of S tokens: wall time of se_engine_classify and of the program call
+//   "swap TASK" se_engine_load_bundle_task (read + validate + activate) and the first classification after it
+int run_bench(int argc, char** argv) {
+  std::string dist, task, target = "android";
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    if (k == "--bundle") dist = argv[i + 1];
+    else if (k == "--task") task = argv[i + 1];
+    else if (k == "--target") target = argv[i + 1];
+    else return usage(("unknown argument " + k).c_str());
+  }
+  se_engine* raw = nullptr;
+  if (se_engine_open_bundle(dist.c_str(), target.c_str(), &raw) != SE_OK) return report(dist.c_str());
+  EnginePtr engine(raw);
+  if (se_engine_load_bundle_task(engine.get(), task.c_str()) != SE_OK) return report(task.c_str());
+  std::vector<float> logits(1024);
+  auto text_of = [](long s) {  // "good" is one token: [CLS] + (S-2) words + [SEP] = S ids
+    std::string t;
+    for (long i = 0; i + 2 < s; ++i) t += i ? " good" : "good";
+    return t;
+  };
+  auto ms_since = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::string cmd;
+  while (std::cin >> cmd) {
+    if (cmd == "run") {
+      long s = 0, n = 0;
+      std::cin >> s >> n;
+      std::string text = text_of(s);
+      json total = json::array(), exec = json::array();
+      for (long i = 0; i < n; ++i) {
+        size_t k = 0, ids = 0;
+        auto t0 = std::chrono::steady_clock::now();
+        if (se_engine_classify(engine.get(), text.c_str(), nullptr, logits.data(), nullptr, logits.size(), &k,
+                               nullptr, 0, &ids) != SE_OK)
+          return report("classify");
+        total.push_back(ms_since(t0));
+        exec.push_back(se_engine_last_execute_ms(engine.get()));
+      }
+      std::cout << json({{"total_ms", total}, {"execute_ms", exec}}).dump() << std::endl;
+    } else if (cmd == "swap") {
+      std::string t;
+      std::cin >> t;
+      auto t0 = std::chrono::steady_clock::now();
+      if (se_engine_load_bundle_task(engine.get(), t.c_str()) != SE_OK) return report(t.c_str());
+      double load = ms_since(t0);
+      size_t k = 0, ids = 0;
+      if (se_engine_classify(engine.get(), "a short sentence to classify", nullptr, logits.data(), nullptr,
+                             logits.size(), &k, nullptr, 0, &ids) != SE_OK)
+        return report("classify");
+      std::cout << json({{"load_ms", load}, {"load_and_first_ms", ms_since(t0)},
+                         {"first_execute_ms", se_engine_last_execute_ms(engine.get())}}).dump() << std::endl;
+    } else {
+      return usage(("unknown bench command " + cmd).c_str());
+    }
+  }
+  return 0;
+}
+
 int run_tokenize(int argc, char** argv) {
   std::string path;
   size_t max_length = 512;
@@ -159,10 +227,11 @@ int run_tokenize(int argc, char** argv) {
 }
 
 int run_validate_memory(int argc, char** argv) {
-  std::string file, backbone;
+  std::string file, backbone, task;
   for (int i = 2; i < argc; ++i) {
     std::string k = argv[i];
     if (k == "--backbone" && i + 1 < argc) backbone = argv[++i];
+    else if (k == "--task" && i + 1 < argc) task = argv[++i];
     else if (file.empty()) file = k;
     else return usage(("unknown argument " + k).c_str());
   }
@@ -176,7 +245,8 @@ int run_validate_memory(int argc, char** argv) {
     while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) doc.append(buf, n);
     std::fclose(f);
   }
-  se_status s = se_validate_memory(file.c_str(), backbone.empty() ? nullptr : doc.c_str());
+  se_status s = se_validate_task_memory(file.c_str(), backbone.empty() ? nullptr : doc.c_str(),
+                                       task.empty() ? nullptr : task.c_str());
   std::cout << json({{"ok", s == SE_OK},
                      {"status", se_status_name(s)},
                      {"code", s == SE_OK ? json(nullptr) : json(se_last_error_code())},
@@ -186,11 +256,26 @@ int run_validate_memory(int argc, char** argv) {
   return s == SE_OK ? 0 : 1;
 }
 
-}  // namespace
+int run_validate_catalog(int argc, char** argv) {
+  if (argc != 3) return usage("validate-catalog needs FILE");
+  std::ifstream f(argv[2], std::ios::binary);
+  if (!f) return usage("cannot open the catalog file");
+  std::string body((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  try {
+    spartan_cli::read_catalog(body);
+    std::cout << json({{"ok", true}, {"code", nullptr}, {"message", nullptr}}).dump() << std::endl;
+    return 0;
+  } catch (const spartan_cli::CatalogError& e) {
+    std::cout << json({{"ok", false}, {"code", e.code}, {"message", e.what()}}).dump() << std::endl;
+    return 1;
+  }
+}
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "tokenize") return run_tokenize(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "validate-memory") return run_validate_memory(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "bench") return run_bench(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "validate-catalog") return run_validate_catalog(argc, argv);
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
@@ -227,4 +312,15 @@ int main(int argc, char** argv) {
   json extra;
   if (!client.prepare(a.task, &engine, &extra)) return 1;
   return classify_all(engine, a, extra);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // a bad number in an option, an I/O failure writing stdout
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
 }

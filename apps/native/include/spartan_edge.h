@@ -103,6 +103,8 @@ size_t se_engine_max_length(const se_engine* engine);
 
 /* A memory file against a backbone description (as in se_engine_open; NULL = only self-consistency checks). */
 se_status se_validate_memory(const char* memory_path, const char* backbone_json);
+/* The same, and the file must be the memory of `task` (SE_ERR_MISMATCH, code task_mismatch). Added after v1. */
+se_status se_validate_task_memory(const char* memory_path, const char* backbone_json, const char* task);
 
 #ifdef __cplusplus
 }

@@ -206,16 +206,23 @@ size_t se_engine_max_length(const se_engine* engine) {
   return engine == nullptr ? 0 : engine->engine->tokenizer().max_length();
 }
 
-se_status se_validate_memory(const char* memory_path, const char* backbone_json) {
+se_status se_validate_task_memory(const char* memory_path, const char* backbone_json, const char* task) {
   return guard([&] {
     need_arg(memory_path, "memory_path");
+    se::MemoryFile m;
     if (backbone_json == nullptr) {
-      se::read_memory(memory_path, nullptr);
+      m = se::read_memory(memory_path, nullptr);
     } else {
       se::Backbone b = se::parse_backbone(se::parse_json(backbone_json, "backbone description"));
-      se::read_memory(memory_path, &b);
+      m = se::read_memory(memory_path, &b);
     }
+    if (task != nullptr && m.task != task)
+      se::fail(SE_ERR_MISMATCH, "task_mismatch", "file is for task '" + m.task + "', not '" + task + "'");
   });
+}
+
+se_status se_validate_memory(const char* memory_path, const char* backbone_json) {
+  return se_validate_task_memory(memory_path, backbone_json, nullptr);
 }
 
 }  // extern "C"

@@ -71,7 +71,11 @@ json parse_json(const std::string& text, const std::string& what, const std::str
     sax.error = e.what();
   }
   if (!sax.duplicate.empty()) fail(SE_ERR_FORMAT, code, what + " has the key '" + sax.duplicate + "' twice");
-  if (!ok) fail(SE_ERR_FORMAT, code, what + " is not JSON (" + sax.error.substr(0, 160) + ")");
+  // nlohmann quotes the offending input bytes; keep the message valid UTF-8 (the C ABI promises it) and short.
+  std::string why = sax.error.substr(0, 160);
+  for (char& c : why)
+    if (static_cast<unsigned char>(c) >= 0x80 || static_cast<unsigned char>(c) < 0x20) c = '?';
+  if (!ok) fail(SE_ERR_FORMAT, code, what + " is not JSON (" + why + ")");
   return out;
 }
 

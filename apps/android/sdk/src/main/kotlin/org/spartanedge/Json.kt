@@ -9,11 +9,12 @@ import org.json.JSONTokener
  * Strict reads over org.json (built into Android; Debian's libandroid-json-java is the same code on the JVM), with
  * the error codes of docs/formats.md. org.json's optX/getX coerce ("2" reads as the int 2, 2.7 as 2); a document
  * from the network must have the types the format gives, so these helpers check the value's own type and name the
- * field in the error. Known gap: org.json keeps the last of two equal keys instead of refusing the document.
+ * field in the error. Documents pass StrictJson first (no comments, no lenient syntax, no repeated keys).
  */
 
 internal fun parseObject(text: String, what: String, notJson: String = "not_json",
                          notObject: String = "not_object"): JSONObject {
+    StrictJson.problem(text)?.let { throw FormatException("$what is not JSON: $it", notJson) }
     val tok = JSONTokener(text)
     val v = try {
         tok.nextValue().also { if (tok.nextClean() != 0.toChar()) throw JSONException("text after the value") }

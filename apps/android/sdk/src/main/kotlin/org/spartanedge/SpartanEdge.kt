@@ -261,8 +261,7 @@ class SpartanEdge @JvmOverloads constructor(
                     "refused", "fingerprint_mismatch")
             }
             if (last != null && last.sha256 == entry.file.sha256) {
-                ensureFile(last.sha256, entry.file.bytes, entry.file.url)  // re-fetched alone if it rotted
-                return last to 0L
+                return last to ensureFile(last.sha256, entry.file.bytes, entry.file.url)  // re-fetched alone if it rotted
             }
             val sep = if ('?' in entry.file.url) '&' else '?'
             fetched = ensureFile(entry.file.sha256, entry.file.bytes, "${entry.file.url}${sep}backbone=${bb.fingerprint}")

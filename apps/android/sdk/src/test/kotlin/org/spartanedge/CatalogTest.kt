@@ -95,6 +95,14 @@ class CatalogTest {
         assertEquals("not_json", assertFailsWith<FormatException> { Catalog.parse("{not json", "android") }.code)
         assertEquals("not_json", assertFailsWith<FormatException> { Catalog.parse("{} trailing", "android") }.code)
         assertEquals("not_object", assertFailsWith<FormatException> { Catalog.parse("[1, 2]", "android") }.code)
+        // org.json alone would accept each of these; docs/formats.md's strict JSON does not.
+        val text = manifest().toString()
+        for (lenient in listOf(text.replaceFirst("{", "{\"format_version\":1,"),  // a repeated key
+                               text.replaceFirst("{", "{/* c */"), text.replaceFirst("\"format_version\"", "format_version"),
+                               text.replaceFirst("\"format_version\":1", "'format_version':1"),
+                               text.dropLast(1) + ",}", text.replaceFirst(":1,", "=>1,"), text.replaceFirst(":1,", ":01,"))) {
+            assertEquals("not_json", assertFailsWith<FormatException>(lenient) { Catalog.parse(lenient, "android") }.code)
+        }
     }
 
     @Test

@@ -116,10 +116,10 @@ def run_cells(jobs: list[TrainConfig], args: argparse.Namespace) -> list[dict]:
 
 def train_quietly(cfg: TrainConfig) -> str | None:
     """Train one cell (in a worker process) with its output silenced; the UserError message, or None."""
-    from pipeline import quiet_toolchain
+    import spartan_toolchain
     from pipeline.trainer import train
 
-    quiet_toolchain.install()
+    spartan_toolchain.install()
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
         try:
             train(cfg)

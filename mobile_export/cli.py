@@ -32,12 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pipeline import quiet_toolchain
+    import spartan_toolchain
     from pipeline.errors import UserError
 
     from .bundle import add_memories, export_bundle
 
-    quiet_toolchain.install()
+    spartan_toolchain.install()
     try:
         if args.into:
             add_memories(args.into, args.memories, memory_dtype=args.memory_dtype, quiet=args.quiet)

@@ -108,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        from . import quiet_toolchain
+        import spartan_toolchain
+
         from .trainer import train
 
-        quiet_toolchain.install()
+        spartan_toolchain.install()
         result = train(cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,9 +10,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pipeline import quiet_toolchain  # noqa: E402  (torch-free; before any test imports torchao or coremltools)
+import spartan_toolchain  # noqa: E402  (torch-free; before any test imports torchao or coremltools)
 
-quiet_toolchain.install()
+spartan_toolchain.install()
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"

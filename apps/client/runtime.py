@@ -10,6 +10,9 @@ import numpy as np
 
 class BackboneRuntime:
     def __init__(self, program: Path, tokenizer: Path, max_seq_length: int, inputs: list | None = None) -> None:
+        import spartan_toolchain
+
+        spartan_toolchain.install()  # before torchao/executorch: their known start-up noise reads like failures
         import executorch.kernels.quantized  # noqa: F401  (int8 programs read their word embeddings with its kernel)
         import torch  # the ExecuTorch Python runtime exchanges torch tensors
         from executorch.runtime import Runtime
@@ -17,7 +20,8 @@ class BackboneRuntime:
 
         self._torch = torch
         t0 = time.perf_counter()
-        self.method = Runtime.get().load_program(str(program)).load_method("forward")
+        with spartan_toolchain.native_stderr_filtered():  # cpuinfo's Info lines, printed from C++ at first load
+            self.method = Runtime.get().load_program(str(program)).load_method("forward")
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self.tokenizer = Tokenizer.from_file(str(tokenizer))
         self.tokenizer.no_padding()

@@ -1,12 +1,18 @@
 """Silence the toolchain's known, harmless start-up messages that read like failures, each by its exact text.
 
-Every CLI calls `install()` before importing torch. Only these messages are dropped; any other warning or log line
-from the same libraries still shows:
+A torch-free top-level module because both sides use it: the workstation CLIs (pipeline, mobile_export, benchmarks)
+and the device client (apps.client, which never imports pipeline). Every CLI calls `install()` before importing
+torch; the client also loads its ExecuTorch program inside `native_stderr_filtered()`.
+
+Only these messages are dropped; any other warning or log line from the same libraries still shows:
 - torchao: "Failed to load .../torchao/_C_*.so" (CUDA/other-Python kernels in the CPU wheel; unused here);
 - torch pytree: "<enum ...> is an Enum subclass and is now natively supported..." (torchao registers an Enum);
 - torch pytree: "`isinstance(treespec, LeafSpec)` is deprecated" FutureWarning (raised inside ExecuTorch/torchao);
 - coremltools: "Torch version ... has not been tested", "scikit-learn version ... is not supported", "Failed to load
   _ML...Proxy" (no Core ML runtime on Linux; conversion does not need it);
+- ExecuTorch's C++ runtime (pybindings): cpuinfo's "[cpuinfo_utils.cpp:N] Reading file ... / Failed to open midr
+  file ... / CPU info and manual query on # of cpus dont match." Info lines, written to fd 2 from C++ on any non-ARM
+  machine (`native_stderr_filtered`; the native runtime drops them with its own log sink, apps/native);
 - numpy "overflow encountered in cast" RuntimeWarning inside coremltools' fp16 constant folding (values clamp to
   the fp16 range, which is what a fp16 program computes anyway).
 """
@@ -14,8 +20,13 @@ from the same libraries still shows:
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # logger name -> what its dropped records start with or contain
 _LOG_PATTERNS = {
@@ -48,3 +59,31 @@ def install() -> None:
             logger.addFilter(_Drop(pattern))
     for message, category, module in WARNING_FILTERS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+# ExecuTorch's cpuinfo probe (runtime/platform + XNNPACK init) logs these at Info level straight from C++.
+_NATIVE_NOISE = re.compile(r"^\[cpuinfo_utils\.cpp:\d+\] (Reading file |Failed to open midr file |CPU info and manual "
+                           r"query on # of cpus dont match)")
+
+
+@contextmanager
+def native_stderr_filtered() -> Iterator[None]:
+    """Within: what C++ code writes to fd 2 is held back, then re-emitted without the cpuinfo lines above.
+
+    Python's logging cannot see those lines (they bypass sys.stderr), so fd 2 itself is swapped for a temp file for
+    the duration; every other line, Python's own included, still reaches stderr, in order, when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                if not _NATIVE_NOISE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()

@@ -170,7 +170,7 @@ def test_memory_validator_refuses(native, tmp_path, case, code):
         "not_memory": memory_bytes("sst2").replace(b"spartan_edge_memory", b"something_else_xyz1"),
         "fp16_says_fp32": mem(dtype="fp16", meta_overrides={"dtype": "fp32"}),
         "wrong_shape": mem(tensor_shapes={"K": (2, 11, 8)}),
-        "top_k": mem(shape={"top_k": 3}), "version": mem(meta_overrides={"format_version": 2}),
+        "top_k": mem(shape={"top_k": 3}), "version": mem(meta_overrides={"format_version": 3}),
         "extra_tensor": None, "trailing": good + b"\x00\x00", "bad_task": mem(meta_overrides={"task": "../x"}),
         "padding": None,
     }[case]
@@ -228,18 +228,161 @@ def test_catalog_conformance_vectors(native):
     assert not wrong, wrong
 
 
-def test_memory_extra_tensor_allowed_when_the_program_takes_it(native, tmp_path):
+def recipe_mem(extra: dict[str, np.ndarray], listed: list[str] | None = None, version: int = 2) -> bytes:
+    """A format_version 2 memory: the five tensors of mem() plus `extra`, its metadata listing `listed`."""
     from safetensors.numpy import load, save
 
     good = mem()
-    t = load(good)
-    t["ln_weight"] = np.ones(8, np.float32)
-    meta = json.loads(good[8:8 + int.from_bytes(good[:8], "little")])["__metadata__"]
+    t = {**load(good), **extra}
+    meta = json.loads(json.loads(good[8:8 + int.from_bytes(good[:8], "little")])["__metadata__"]
+                      ["spartan_edge_memory"])
+    meta.update(format_version=version, head="mlp", train_layernorms=False,
+                tensors=listed if listed is not None else [*meta_names(), *extra])
+    return save(t, metadata={"spartan_edge_memory": json.dumps(meta)})
+
+
+def meta_names() -> list[str]:
+    return ["P", "K", "Vt", "head_weight", "head_bias"]
+
+
+def test_memory_format_version_2_is_read_like_spartan_formats(native, tmp_path):
+    from spartan_formats import FormatError
+    from spartan_formats.memory import read_memory
+
+    H = SHAPE["hidden_size"]
+    mlp = {"head_dense_weight": np.ones((H, H), np.float32), "head_dense_bias": np.zeros(H, np.float32),
+           "head_skip": np.zeros(1, np.float32)}
+    ln = {"ln_weight": np.ones((3, H), np.float32), "ln_bias": np.zeros((3, H), np.float32)}
     bb = backbone_doc()
-    bb["inputs"].append({"name": "ln_weight", "shape": [8], "dtype": "float32"})
-    assert validate(tmp_path, save(t, metadata=meta), bb)["ok"]
-    bb["inputs"][-1]["shape"] = [9]
-    assert validate(tmp_path, save(t, metadata=meta), bb)["code"] == "tensor_shape"
+    bb["inputs"] += [{"name": n, "shape": s, "dtype": "float32", "default": True}
+                     for n, s in [("ln_weight", [3, H]), ("ln_bias", [3, H]), ("head_dense_weight", [H, H]),
+                                  ("head_dense_bias", [H]), ("head_skip", [1])]]
+    short_ln = dict(ln, ln_weight=np.ones((2, H), np.float32), ln_bias=np.zeros((2, H), np.float32))
+    cases = {  # name: (bytes, backbone, the code both readers give; None = valid)
+        "mlp": (recipe_mem(mlp), bb, None), "ln+mlp": (recipe_mem({**ln, **mlp}), bb, None),
+        "mlp_on_plain_program": (recipe_mem(mlp), backbone_doc(), "tensor_set"),
+        "ln_rows_not_the_programs": (recipe_mem(short_ln), bb, "tensor_shape"),
+        "out_of_order": (recipe_mem(mlp, [*meta_names(), "head_skip", "head_dense_weight", "head_dense_bias"]), bb,
+                         "bad_field"),
+        "unlisted_tensor": (recipe_mem(mlp, [*meta_names(), "head_dense_weight", "head_dense_bias"]), bb,
+                            "tensor_set"),
+        "no_extra_listed": (recipe_mem({}, meta_names()), bb, "bad_field"),
+        "v1_with_extra": (recipe_mem(mlp, version=1), bb, "tensor_set"),
+        "skip_shape": (recipe_mem(dict(mlp, head_skip=np.zeros(2, np.float32))), bb, "tensor_shape"),
+        "version_3": (recipe_mem(mlp, version=3), bb, "bad_format_version"),
+    }
+    for name, (data, backbone, code) in cases.items():
+        try:
+            read_memory(data, backbone=backbone)
+            want = None
+        except FormatError as e:
+            want = e.code
+        assert want == code, (name, want)  # the reference reader agrees with the case
+        out = validate(tmp_path, data, backbone)
+        assert (None if out["ok"] else out["code"]) == code, (name, out)
+
+
+# ------------------------------------------------- recipe bundle (tiny backbone, plain + LayerNorm/MLP-head task)
+
+RECIPE_TEXTS = ["a gentle and moving film", "the plot is thin, the acting worse", "ok", "x " * 40]
+
+
+@pytest.fixture(scope="module")
+def recipe(native, tiny_bert, tmp_path_factory) -> dict:
+    from test_recipe import make_task
+
+    from mobile_export import export_bundle
+
+    d = tmp_path_factory.mktemp("native_recipe")
+    tasks = {"plain": make_task(tiny_bert, d / "plain", "plain", 1),
+             "recipe": make_task(tiny_bert, d / "recipe", "recipe", 2, head="mlp", train_layernorms=True)}
+    export_bundle(list(tasks.values()), d / "dist", "android", max_seq_length=64, quiet=True)
+    return {"tasks": tasks, "dist": d / "dist"}
+
+
+@pytest.mark.slow  # one tiny export (~30 s on 2 busy cores)
+def test_recipe_bundle_logits_match_the_python_device_path(recipe):
+    import torch
+
+    from mobile_export import read_memory
+    from mobile_export.parity import bundle_defaults, load_android, run_android
+    from pipeline import load_task
+
+    dist = recipe["dist"]
+    manifest = json.loads((dist / "manifest.json").read_text())
+    assert manifest["format_version"] == 2 and manifest["targets"]["android"]["defaults"]
+    method, defaults = load_android(dist), bundle_defaults(dist)
+    for task, run in recipe["tasks"].items():
+        got = classify_json("--bundle", str(dist), "--task", task, *RECIPE_TEXTS)
+        model, tok, _ = load_task(run)
+        memory, header = read_memory(dist / "android" / "memories" / f"{task}.safetensors")
+        assert header["format_version"] == (1 if task == "plain" else 2)
+        for text, g in zip(RECIPE_TEXTS, got, strict=True):
+            enc = dict(tok(text, truncation=True, max_length=64, return_tensors="pt"))
+            assert g["input_ids"] == enc["input_ids"][0].tolist()
+            pybind = run_android(method, enc, memory, header["num_outputs"], defaults).reshape(-1)
+            with torch.no_grad():
+                eager = model(**enc).reshape(-1).numpy()
+            np.testing.assert_allclose(g["logits"], pybind, atol=1e-4, rtol=0, err_msg=task)
+            np.testing.assert_allclose(g["logits"], eager, atol=1e-4, rtol=0, err_msg=task)
+
+
+@pytest.mark.slow  # shares the recipe export
+def test_recipe_inputs_without_defaults_are_refused(recipe, tmp_path):
+    import ctypes
+
+    from spartan_formats.dist_manifest import backbone_description
+
+    dist = recipe["dist"]
+    # a program input not marked "default" that the plain task's memory lacks: refused with the input's name
+    manifest = json.loads((dist / "manifest.json").read_text())
+    for i in manifest["targets"]["android"]["inputs"]:
+        if i["name"] == "head_skip":
+            i.pop("default")
+    (tmp_path / "android").symlink_to(dist / "android")
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    r = cli("--bundle", str(tmp_path), "--task", "plain", "--json", "ok")
+    assert r.returncode != 0 and "head_skip" in r.stderr and "neither the memory file" in r.stderr, r.stderr
+    assert classify_json("--bundle", str(tmp_path), "--task", "recipe", "ok")  # it holds head_skip itself
+
+    # se_engine_open (no defaults file) on the recipe program: the plain memory is refused, the recipe one runs;
+    # se_engine_open_with_defaults (what --server mode calls) runs both
+    abi = Abi()
+    p, c = ctypes.c_void_p, ctypes.c_char_p
+    abi.lib.se_engine_open.argtypes = [c, c, c, ctypes.POINTER(p)]
+    abi.lib.se_engine_open_with_defaults.argtypes = [c, c, c, c, ctypes.POINTER(p)]
+    desc = json.dumps(backbone_description(json.loads((dist / "manifest.json").read_text()), "android")).encode()
+    a = dist / "android"
+    args = [desc, str(a / "backbone.pte").encode(), str(a / "tokenizer.json").encode()]
+    mems = {t: a / "memories" / f"{t}.safetensors" for t in ("plain", "recipe")}
+    e = p()
+    assert abi.lib.se_engine_open(*args, ctypes.byref(e)) == 0, abi.error()
+    try:
+        assert abi.load(e, mems["plain"]) == 3 and abi.error()[0] == "tensor_set", abi.error()
+        assert "ln_weight" in abi.error()[1] and "defaults" in abi.error()[1]
+        assert abi.load(e, mems["recipe"]) == 0, abi.error()
+        want = abi.classify(e, "ok")[0]
+    finally:
+        abi.lib.se_engine_free(e)
+    e = p()
+    assert abi.lib.se_engine_open_with_defaults(*args, str(a / "defaults.safetensors").encode(),
+                                                ctypes.byref(e)) == 0, abi.error()
+    try:
+        assert abi.load(e, mems["plain"]) == 0, abi.error()
+        assert abi.load(e, mems["recipe"]) == 0, abi.error()
+        assert abi.classify(e, "ok")[0] == want
+    finally:
+        abi.lib.se_engine_free(e)
+    # a defaults file that lacks a default input is refused when the engine opens
+    from safetensors.numpy import load_file, save_file
+
+    t = load_file(str(a / "defaults.safetensors"))
+    t.pop("head_skip")
+    save_file(t, str(tmp_path / "short.safetensors"))
+    e = p()
+    assert abi.lib.se_engine_open_with_defaults(*args, str(tmp_path / "short.safetensors").encode(),
+                                                ctypes.byref(e)) == 3 and not e.value
+    assert "head_skip" in abi.error()[1]
 
 
 # ------------------------------------------------------------------------- real MiniLM export (slow: lowering)

@@ -283,20 +283,23 @@ bool Client::prepare(const std::string& task, se_engine** engine, json* extra) {
     s.ensure_backbone();
     json mem = s.ensure_memory(task);
     const json& bb = s.state["backbone"];
-    std::string program_sha, tokenizer_sha;
+    std::string program_sha, tokenizer_sha, defaults_sha;
     for (const json& f : bb["files"]) {
       std::string p = f.value("path", "");
       if (p == bb.value("program", "")) program_sha = sha_field(f, "sha256", "file");
       if (basename(p) == "tokenizer.json") tokenizer_sha = sha_field(f, "sha256", "file");
+      if (basename(p) == "defaults.safetensors") defaults_sha = sha_field(f, "sha256", "file");  // recipe program
     }
     if (program_sha.empty() || tokenizer_sha.empty()) throw ClientError("the backbone bundle lacks its program or "
                                                                         "tokenizer.json");
     const std::string mem_sha = sha_field(mem, "sha256", "memory");
-    for (const std::string& sha : {program_sha, tokenizer_sha, mem_sha})
-      if (!s.cache.verified(sha))
+    for (const std::string& sha : {program_sha, tokenizer_sha, mem_sha, defaults_sha})
+      if (!sha.empty() && !s.cache.verified(sha))
         throw ClientError("cached file " + se::short_hex(sha) + " is missing or corrupt; run online to re-fetch");
-    if (se_engine_open(bb.dump().c_str(), s.cache.blob(program_sha).c_str(), s.cache.blob(tokenizer_sha).c_str(),
-                       &s.engine) != SE_OK)
+    const std::string defaults = defaults_sha.empty() ? "" : s.cache.blob(defaults_sha);
+    if (se_engine_open_with_defaults(bb.dump().c_str(), s.cache.blob(program_sha).c_str(),
+                                     s.cache.blob(tokenizer_sha).c_str(), defaults.empty() ? nullptr : defaults.c_str(),
+                                     &s.engine) != SE_OK)
       throw ClientError(std::string("cannot open the backbone: ") + se_last_error());
     if (se_engine_load_memory(s.engine, s.cache.blob(mem_sha).c_str()) != SE_OK)
       throw ClientError(std::string("memory for '") + task + "': " + se_last_error());

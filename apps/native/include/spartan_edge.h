@@ -66,11 +66,12 @@ typedef struct se_engine se_engine;
  * max_labels, inputs, quantize). program_path: the ExecuTorch .pte; tokenizer_json_path: its tokenizer.json. */
 se_status se_engine_open(const char* backbone_json, const char* program_path, const char* tokenizer_json_path,
                          se_engine** out);
-/* The same from a local export folder (DIST/manifest.json, DIST/<target>/...). */
+/* The same from a local export folder (DIST/manifest.json, format_version 1 or 2, DIST/<target>/...); for a recipe
+ * bundle (manifest v2) it also reads the target's "defaults" file (see se_engine_open_with_defaults). */
 se_status se_engine_open_bundle(const char* dist_dir, const char* target, se_engine** out);
 void se_engine_free(se_engine* engine);
 
-/* Reads and fully validates a memory file (fp32 or fp16) against this backbone (fingerprint, memory shape,
+/* Reads and fully validates a memory file (format_version 1 or 2, fp32 or fp16) against this backbone (fingerprint, memory shape,
  * top_k/temperature, max_labels) and makes it the active memory. The program is not reloaded. On failure the
  * previously active memory stays active. */
 se_status se_engine_load_memory(se_engine* engine, const char* memory_path);
@@ -98,6 +99,15 @@ se_status se_engine_load_bundle_task(se_engine* engine, const char* task);
 double se_engine_last_execute_ms(const se_engine* engine);
 /* The truncation length of the engine's tokenizer (the program's max_seq_length): the largest *num_ids. */
 size_t se_engine_max_length(const se_engine* engine);
+
+/* se_engine_open for the recipe program (dist manifest format_version 2): defaults_path is the target's
+ * defaults.safetensors (its bundle description lists it among `files`; NULL: none, as se_engine_open). Each program
+ * input after the token inputs is fed the active memory's tensor of that name, else, for an input marked
+ * "default": true, the defaults file's; a memory file lacking a non-default input is refused at
+ * se_engine_load_memory (SE_ERR_FORMAT, code tensor_set). The defaults file must hold every default input, of the
+ * program's shape (SE_ERR_FORMAT otherwise). Added after v1. */
+se_status se_engine_open_with_defaults(const char* backbone_json, const char* program_path,
+                                       const char* tokenizer_json_path, const char* defaults_path, se_engine** out);
 
 /* ---- validation without an engine (conformance vectors, servers, tools) ---- */
 

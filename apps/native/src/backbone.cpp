@@ -48,6 +48,7 @@ static ProgramInput parse_input(const json& e, size_t i) {
       if (!s.is_array()) fail(SE_ERR_FORMAT, "bad_field", what + ".shape must be a list");
       for (const json& d : s) in.shape.push_back(d.is_number_integer() ? d.get<int64_t>() : -1);
     }
+    in.is_default = e.contains("default") && e["default"] == true;
   }
   if (in.name.empty() || in.name.size() > 128) fail(SE_ERR_FORMAT, "bad_field", what + " has a bad name");
   return in;
@@ -87,8 +88,8 @@ Bundle read_bundle(const std::string& dist_dir, const std::string& target) {
   std::string path = join_path(dist_dir, "manifest.json");
   b.manifest = parse_json(read_text(path), path);
   const json& m = b.manifest;
-  if (!m.is_object() || !m.contains("format_version") || m["format_version"] != 1)
-    fail(SE_ERR_FORMAT, "bad_format_version", path + ": not a format_version 1 dist manifest");
+  if (!m.is_object() || !m.contains("format_version") || (m["format_version"] != 1 && m["format_version"] != 2))
+    fail(SE_ERR_FORMAT, "bad_format_version", path + ": not a format_version 1 or 2 dist manifest");
   const json& targets = need(m, "targets", "manifest");
   if (!targets.is_object() || !targets.contains(target))
     fail(SE_ERR_NOT_FOUND, "unknown_target", path + " has no target '" + target + "'");
@@ -106,6 +107,7 @@ Bundle read_bundle(const std::string& dist_dir, const std::string& target) {
       if (s == "tokenizer.json" || (s.size() > 15 && s.compare(s.size() - 15, 15, "/tokenizer.json") == 0)) tok = &p;
     }
   b.tokenizer_path = bundle_file(dist_dir, tok ? *tok : json(target + "/tokenizer.json"), "tokenizer");
+  if (t.contains("defaults")) b.defaults_path = bundle_file(dist_dir, t["defaults"], "defaults");
   return b;
 }
 

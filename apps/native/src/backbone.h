@@ -26,6 +26,7 @@ struct ProgramInput {
   std::string name;
   std::string dtype;           // "int64", "int32", "float32" ("" when the description gives only names)
   std::vector<int64_t> shape;  // fixed dims; -1 for a symbolic one ("seq"); empty when not given
+  bool is_default = false;     // "default": true: fed from the bundle's defaults file when a memory lacks it
 };
 
 struct Backbone {
@@ -48,6 +49,7 @@ struct Bundle {
   Backbone backbone;
   std::string program_path;
   std::string tokenizer_path;
+  std::string defaults_path;  // the target's "defaults" (manifest format_version 2); "" for a plain bundle
   std::string memory_path(const std::string& task) const;
 };
 

@@ -113,6 +113,11 @@ se_status se_tokenizer_encode(const se_tokenizer* tokenizer, const char* text, c
 
 se_status se_engine_open(const char* backbone_json, const char* program_path, const char* tokenizer_json_path,
                          se_engine** out) {
+  return se_engine_open_with_defaults(backbone_json, program_path, tokenizer_json_path, nullptr, out);
+}
+
+se_status se_engine_open_with_defaults(const char* backbone_json, const char* program_path,
+                                       const char* tokenizer_json_path, const char* defaults_path, se_engine** out) {
   return guard([&] {
     need_arg(backbone_json, "backbone_json");
     need_arg(program_path, "program_path");
@@ -121,7 +126,8 @@ se_status se_engine_open(const char* backbone_json, const char* program_path, co
     *out = nullptr;
     se::Backbone b = se::parse_backbone(se::parse_json(backbone_json, "backbone description"));
     auto e = std::make_unique<se_engine>();
-    e->engine = std::make_unique<se::Engine>(std::move(b), program_path, tokenizer_json_path);
+    e->engine = std::make_unique<se::Engine>(std::move(b), program_path, tokenizer_json_path,
+                                             defaults_path ? defaults_path : "");
     *out = e.release();
   });
 }
@@ -134,7 +140,8 @@ se_status se_engine_open_bundle(const char* dist_dir, const char* target, se_eng
     *out = nullptr;
     se::Bundle bundle = se::read_bundle(dist_dir, target);
     auto e = std::make_unique<se_engine>();
-    e->engine = std::make_unique<se::Engine>(bundle.backbone, bundle.program_path, bundle.tokenizer_path);
+    e->engine = std::make_unique<se::Engine>(bundle.backbone, bundle.program_path, bundle.tokenizer_path,
+                                             bundle.defaults_path);
     e->bundle = std::move(bundle);
     *out = e.release();
   });

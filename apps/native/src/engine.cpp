@@ -54,7 +54,8 @@ struct Engine::Inputs {
   std::vector<TensorPtr> memory;  // one per non-token program input, in program order
 };
 
-Engine::Engine(Backbone backbone, const std::string& program_path, const std::string& tokenizer_path)
+Engine::Engine(Backbone backbone, const std::string& program_path, const std::string& tokenizer_path,
+               const std::string& defaults_path)
     : backbone_(std::move(backbone)),
       tokenizer_(Tokenizer::from_file(tokenizer_path, static_cast<size_t>(backbone_.max_seq_length))) {
   configure_runtime_logging();
@@ -64,6 +65,17 @@ Engine::Engine(Backbone backbone, const std::string& program_path, const std::st
     if (in.name == "token_type_ids")
       fail(SE_ERR_UNSUPPORTED, "unsupported_program", "the program takes token_type_ids; this runtime feeds "
                                                       "input_ids and attention_mask (type ids come from [SEP])");
+  if (!defaults_path.empty()) {
+    defaults_ = read_defaults(defaults_path);
+    for (const ProgramInput& in : backbone_.inputs) {  // every default input must be there, of the program's shape
+      if (!in.is_default) continue;
+      auto it = defaults_.find(in.name);
+      if (it == defaults_.end())
+        fail(SE_ERR_FORMAT, "tensor_set", "the defaults file " + defaults_path + " has no tensor '" + in.name + "'");
+      if (!in.shape.empty() && it->second.shape != in.shape)
+        fail(SE_ERR_FORMAT, "tensor_shape", "defaults tensor " + in.name + " does not have the program's shape");
+    }
+  }
   {
     std::FILE* f = std::fopen(program_path.c_str(), "rb");
     if (f == nullptr) fail(SE_ERR_IO, "io_error", "cannot open program " + program_path);
@@ -91,13 +103,21 @@ void Engine::load_memory(const std::string& path, const std::string* task) {
   auto inputs = std::make_unique<Inputs>();
   for (const ProgramInput& in : backbone_.inputs) {
     if (is_token_input(in.name)) continue;
-    auto it = mem->tensors.find(in.name);
-    if (it == mem->tensors.end())
-      fail(SE_ERR_MISMATCH, "missing_input", "the program takes input '" + in.name + "', which " + path +
-                                                 " does not hold");
-    std::vector<executorch::aten::SizesType> sizes(it->second.shape.begin(), it->second.shape.end());
-    // The tensor borrows the MemoryFile's buffer; both are owned together by this engine.
-    inputs->memory.push_back(from_blob(it->second.data.data(), sizes, ScalarType::Float));
+    // The feeding rule (docs/formats.md): the memory's tensor, else (an input marked "default") the defaults file's.
+    Tensor* t = nullptr;
+    if (auto it = mem->tensors.find(in.name); it != mem->tensors.end())
+      t = &it->second;
+    else if (auto d = defaults_.find(in.name); in.is_default && d != defaults_.end())
+      t = &d->second;
+    if (t == nullptr)
+      fail(SE_ERR_FORMAT, "tensor_set",
+           "program input " + in.name + " is in neither the memory file " + path + " nor the defaults" +
+               (in.is_default ? std::string(" (the engine was opened without the bundle's defaults file)")
+                              : std::string(" (the program marks it as not defaulted)")));
+    std::vector<executorch::aten::SizesType> sizes(t->shape.begin(), t->shape.end());
+    // The tensor borrows the MemoryFile's or the defaults' buffer; both are owned by this engine (and the memory
+    // together with its inputs).
+    inputs->memory.push_back(from_blob(t->data.data(), sizes, ScalarType::Float));
   }
   memory_ = std::move(mem);  // only now: a refused file leaves the previous memory active
   inputs_ = std::move(inputs);

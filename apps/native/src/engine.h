@@ -1,6 +1,7 @@
 // One loaded backbone program (ExecuTorch Module) + its tokenizer, and the active task memory fed as inputs.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,7 +21,9 @@ struct Prediction {
 
 class Engine {
  public:
-  Engine(Backbone backbone, const std::string& program_path, const std::string& tokenizer_path);
+  // defaults_path: the bundle's defaults file (recipe program), "" for none.
+  Engine(Backbone backbone, const std::string& program_path, const std::string& tokenizer_path,
+         const std::string& defaults_path = "");
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -40,6 +43,7 @@ class Engine {
   Backbone backbone_;
   Tokenizer tokenizer_;
   std::unique_ptr<Program> program_;
+  std::map<std::string, Tensor> defaults_;  // read once at open; fed for default inputs a memory lacks
   std::unique_ptr<MemoryFile> memory_;
   std::unique_ptr<Inputs> inputs_;
   bool int32_tokens_ = false;

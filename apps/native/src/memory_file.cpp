@@ -18,6 +18,9 @@ constexpr uint64_t kMaxMemoryBytes = 256u << 20;
 constexpr int64_t kMaxLabels = 1024;
 const char* const kMetadataKey = "spartan_edge_memory";
 const char* const kTensors[] = {"P", "K", "Vt", "head_weight", "head_bias"};
+// format_version 2 (the recipe program) may add some of these, in this order, after the five above.
+const char* const kRecipeTensors[] = {"ln_weight", "ln_bias", "head_dense_weight", "head_dense_bias", "head_skip"};
+constexpr int64_t kMemoryFormatVersion = 1, kRecipeFormatVersion = 2;
 
 size_t itemsize(const std::string& dtype) {
   static const std::map<std::string, size_t> sizes = {{"F32", 4}, {"F16", 2}, {"F64", 8}, {"BF16", 2}, {"I8", 1},
@@ -106,9 +109,35 @@ void read_metadata(const std::map<std::string, std::string>& meta, MemoryFile& m
     fail(SE_ERR_FORMAT, "memory_metadata_not_object", std::string("'") + kMetadataKey + "' metadata is not an object");
   const std::string w = "memory metadata";
   const json& fv = need(doc, "format_version", w);
-  if (!fv.is_number_integer() || fv.get<int64_t>() != 1)
+  if (!fv.is_number_integer() ||
+      (fv.get<int64_t>() != kMemoryFormatVersion && fv.get<int64_t>() != kRecipeFormatVersion))
     fail(SE_ERR_FORMAT, "bad_format_version", w + " has format_version " + fv.dump().substr(0, 60) +
-                                                  "; this reader reads 1");
+                                                  "; this reader reads 1, 2");
+  m.format_version = fv.get<int64_t>();
+  m.tensor_names.assign(std::begin(kTensors), std::end(kTensors));
+  if (m.format_version == kRecipeFormatVersion) {
+    const json& names = need(doc, "tensors", w);
+    if (!names.is_array() || names.size() > 16) fail(SE_ERR_FORMAT, "bad_field", "tensors must be a list of strings");
+    std::vector<std::string> listed, extra, ordered;
+    for (const json& n : names) {
+      if (!n.is_string() || utf8_length(n.get<std::string>()) > 256)
+        fail(SE_ERR_FORMAT, "bad_field", "tensors must be strings of at most 256 characters");
+      listed.push_back(n.get<std::string>());
+    }
+    const size_t base = std::size(kTensors);
+    bool ok = listed.size() > base && std::equal(std::begin(kTensors), std::end(kTensors), listed.begin());
+    if (ok) {
+      extra.assign(listed.begin() + base, listed.end());
+      for (const char* r : kRecipeTensors)
+        if (std::find(extra.begin(), extra.end(), r) != extra.end()) ordered.push_back(r);
+      ok = extra == ordered;
+    }
+    if (!ok)
+      fail(SE_ERR_FORMAT, "bad_field", "a format_version 2 memory lists its tensors as P, K, Vt, head_weight, "
+                                       "head_bias then some of ln_weight, ln_bias, head_dense_weight, "
+                                       "head_dense_bias, head_skip in that order, not " + names.dump().substr(0, 200));
+    m.tensor_names = listed;
+  }
   const json& task = need(doc, "task", w);
   if (!task.is_string() || !is_name(task.get<std::string>()))
     fail(SE_ERR_FORMAT, "bad_name", "task " + task.dump().substr(0, 80) + " is not a valid name");
@@ -147,11 +176,13 @@ void read_metadata(const std::map<std::string, std::string>& meta, MemoryFile& m
     fail(SE_ERR_FORMAT, "bad_field", "metric must be a string of at most 64 characters");
 }
 
-}  // namespace
+struct Safetensors {
+  std::map<std::string, Entry> entries;
+  std::map<std::string, std::string> meta;
+  const uint8_t* payload = nullptr;  // borrows the caller's buffer
+};
 
-MemoryFile parse_memory(const uint8_t* data, size_t size, const Backbone* backbone) {
-  if (size > kMaxMemoryBytes)
-    fail(SE_ERR_FORMAT, "too_large", std::to_string(size) + " bytes is over the memory file limit");
+Safetensors parse_safetensors(const uint8_t* data, size_t size) {
   // --- safetensors layer: u64 LE header length, JSON header, payload tiled exactly by the tensors
   if (size < 8) fail(SE_ERR_FORMAT, "truncated", "file is " + std::to_string(size) + " bytes, shorter than 8");
   uint64_t n = 0;
@@ -173,9 +204,11 @@ MemoryFile parse_memory(const uint8_t* data, size_t size, const Backbone* backbo
     }
     header.erase("__metadata__");
   }
-  const uint8_t* payload = data + 8 + n;
   const uint64_t payload_size = size - 8 - n;
-  std::map<std::string, Entry> entries;
+  Safetensors out;
+  out.payload = data + 8 + n;
+  out.meta = std::move(meta);
+  std::map<std::string, Entry>& entries = out.entries;
   for (auto it = header.begin(); it != header.end(); ++it) entries[it.key()] = parse_entry(it.key(), it.value());
   std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;
   for (const auto& [name, e] : entries) spans.emplace_back(e.begin, e.end, name);
@@ -193,62 +226,67 @@ MemoryFile parse_memory(const uint8_t* data, size_t size, const Backbone* backbo
                                          std::to_string(payload_size));
   if (pos != payload_size)
     fail(SE_ERR_FORMAT, "trailing_bytes", std::to_string(payload_size - pos) + " bytes after the last tensor");
+  return out;
+}
+
+// A tensor's values widened to float32 (the programs' input dtype); F32 or F16 only (the caller checks).
+Tensor to_tensor(const Entry& e, const uint8_t* payload) {
+  Tensor t;
+  t.shape = e.shape;
+  size_t count = (e.end - e.begin) / itemsize(e.dtype);
+  t.data.resize(count);
+  const uint8_t* p = payload + e.begin;
+  if (e.dtype == "F32") {
+    std::memcpy(t.data.data(), p, count * 4);  // safetensors is little-endian, as are the targets
+  } else {
+    for (size_t i = 0; i < count; ++i) t.data[i] = half_to_float(uint16_t(p[2 * i] | (p[2 * i + 1] << 8)));
+  }
+  return t;
+}
+
+}  // namespace
+
+MemoryFile parse_memory(const uint8_t* data, size_t size, const Backbone* backbone) {
+  if (size > kMaxMemoryBytes)
+    fail(SE_ERR_FORMAT, "too_large", std::to_string(size) + " bytes is over the memory file limit");
+  Safetensors st = parse_safetensors(data, size);
+  std::map<std::string, Entry>& entries = st.entries;
+  const std::map<std::string, std::string>& meta = st.meta;
+  const uint8_t* payload = st.payload;
 
   // --- memory layer
   MemoryFile m;
   read_metadata(meta, m);
-  std::set<std::string> allowed(std::begin(kTensors), std::end(kTensors));
-  if (backbone != nullptr)  // the program may take further task tensors (e.g. the task's LayerNorms) by name
-    for (const ProgramInput& in : backbone->inputs)
-      if (!is_token_input(in.name)) allowed.insert(in.name);
-  bool ok = true;
-  for (const char* t : kTensors) ok = ok && entries.count(t);
-  for (const auto& [name, e] : entries) ok = ok && allowed.count(name);
-  if (!ok) {
-    std::string have;
+  // Exactly the five, or for format_version 2 exactly the ones its metadata lists (spartan_formats.memory).
+  const std::set<std::string> names(m.tensor_names.begin(), m.tensor_names.end());
+  std::set<std::string> have_set;
+  for (const auto& [name, e] : entries) have_set.insert(name);
+  if (have_set != names) {
+    std::string have, listed;
     for (const auto& [name, e] : entries) have += (have.empty() ? "" : ", ") + name;
-    fail(SE_ERR_FORMAT, "tensor_set", "tensors must be exactly P, K, Vt, head_weight, head_bias" +
-                                          std::string(allowed.size() > 5 ? " (+ the program's extra inputs)" : "") +
-                                          ", got [" + have + "]");
+    for (const std::string& n : m.tensor_names) listed += (listed.empty() ? "" : ", ") + n;
+    fail(SE_ERR_FORMAT, "tensor_set", "tensors must be exactly [" + listed + "], got [" + have + "]");
   }
   const std::string want_dt = m.dtype == "fp16" ? "F16" : "F32";
-  for (const auto& [name, e] : entries)
-    if (e.dtype != want_dt)
-      fail(SE_ERR_FORMAT, "tensor_dtype", "tensor " + name + " is " + e.dtype + ", metadata says " + m.dtype);
+  for (const std::string& name : m.tensor_names)
+    if (entries[name].dtype != want_dt)
+      fail(SE_ERR_FORMAT, "tensor_dtype", "tensor " + name + " is " + entries[name].dtype + ", metadata says " +
+                                              m.dtype);
   const MemoryShape& s = m.memory_shape;
   const int64_t L = s.num_layers, E = s.num_parents, C = s.num_children, H = s.hidden_size, O = m.max_labels;
-  std::map<std::string, std::vector<int64_t>> want = {{"P", {L, E, H}},       {"K", {L, E * C, H}},
-                                                      {"Vt", {L, H, E * C}},  {"head_weight", {O, H}},
-                                                      {"head_bias", {O}}};
-  if (backbone != nullptr)
-    for (const ProgramInput& in : backbone->inputs)
-      if (entries.count(in.name) && !want.count(in.name) && !in.shape.empty()) want[in.name] = in.shape;
-  for (const char* t : kTensors)
-    if (entries[t].shape != want[t])
-      fail(SE_ERR_FORMAT, "tensor_shape", std::string("tensor ") + t + " has shape " + shape_str(entries[t].shape) +
-                                              ", the metadata says " + shape_str(want[t]));
-  for (const auto& [name, e] : entries)
-    if (want.count(name) && e.shape != want[name])
-      fail(SE_ERR_FORMAT, "tensor_shape", "tensor " + name + " has shape " + shape_str(e.shape) +
-                                              ", the program takes " + shape_str(want[name]));
-  for (const auto& [name, e] : entries) {
-    Tensor t;
-    t.shape = e.shape;
-    size_t count = (e.end - e.begin) / itemsize(e.dtype);
-    t.data.resize(count);
-    const uint8_t* p = payload + e.begin;
-    if (e.dtype == "F32") {
-      std::memcpy(t.data.data(), p, count * 4);  // safetensors is little-endian, as are the targets
-    } else {
-      for (size_t i = 0; i < count; ++i) t.data[i] = half_to_float(uint16_t(p[2 * i] | (p[2 * i + 1] << 8)));
-    }
-    m.tensors[name] = std::move(t);
-  }
-  for (const char* t : kTensors)
-    for (float v : m.tensors[t].data)
-      if (!std::isfinite(v)) fail(SE_ERR_FORMAT, "not_finite", std::string("tensor ") + t + " has NaN or inf values");
-  for (const auto& [name, t] : m.tensors)
-    for (float v : t.data)
+  const int64_t n_ln = entries.count("ln_weight") && !entries["ln_weight"].shape.empty()
+                           ? entries["ln_weight"].shape[0] : 0;
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> want = {
+      {"P", {L, E, H}},         {"K", {L, E * C, H}},   {"Vt", {L, H, E * C}},         {"head_weight", {O, H}},
+      {"head_bias", {O}},       {"ln_weight", {n_ln, H}}, {"ln_bias", {n_ln, H}},       {"head_dense_weight", {H, H}},
+      {"head_dense_bias", {H}}, {"head_skip", {1}}};
+  for (const auto& [name, shape] : want)
+    if (names.count(name) && entries[name].shape != shape)
+      fail(SE_ERR_FORMAT, "tensor_shape", "tensor " + name + " has shape " + shape_str(entries[name].shape) +
+                                              ", the metadata says " + shape_str(shape));
+  for (const auto& [name, e] : entries) m.tensors[name] = to_tensor(e, payload);
+  for (const std::string& name : m.tensor_names)
+    for (float v : m.tensors[name].data)
       if (!std::isfinite(v)) fail(SE_ERR_FORMAT, "not_finite", "tensor " + name + " has NaN or infinite values");
   const auto& hw = m.tensors["head_weight"].data;
   const auto& hb = m.tensors["head_bias"].data;
@@ -276,6 +314,20 @@ MemoryFile parse_memory(const uint8_t* data, size_t size, const Backbone* backbo
       fail(SE_ERR_MISMATCH, "max_labels_mismatch", "memory has max_labels " + std::to_string(m.max_labels) +
                                                        ", the backbone's program takes " +
                                                        std::to_string(backbone->max_labels));
+    // A recipe tensor must be an input of the program (a plain program has none of them), of the program's shape.
+    const std::set<std::string> recipe(std::begin(kRecipeTensors), std::end(kRecipeTensors));
+    for (const std::string& name : m.tensor_names) {
+      auto in = std::find_if(backbone->inputs.begin(), backbone->inputs.end(),
+                             [&](const ProgramInput& i) { return i.name == name; });
+      if (in == backbone->inputs.end()) {
+        if (!backbone->inputs.empty() && recipe.count(name))
+          fail(SE_ERR_FORMAT, "tensor_set", "tensor " + name + " is not an input of the backbone's program");
+        continue;
+      }
+      if (!in->shape.empty() && m.tensors[name].shape != in->shape)
+        fail(SE_ERR_FORMAT, "tensor_shape", "tensor " + name + " has shape " + shape_str(m.tensors[name].shape) +
+                                                ", the program takes " + shape_str(in->shape));
+    }
   }
   return m;
 }
@@ -288,6 +340,24 @@ MemoryFile read_memory(const std::string& path, const Backbone* backbone) {
     fail(SE_ERR_FORMAT, "too_large", std::to_string(size) + " bytes is over the memory file limit");
   std::vector<uint8_t> data = read_file(path);
   return parse_memory(data.data(), data.size(), backbone);
+}
+
+std::map<std::string, Tensor> read_defaults(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) fail(SE_ERR_IO, "io_error", "cannot open the bundle's defaults file " + path);
+  if (static_cast<uint64_t>(f.tellg()) > kMaxMemoryBytes)
+    fail(SE_ERR_FORMAT, "too_large", path + " is over the memory file limit");
+  std::vector<uint8_t> data = read_file(path);
+  Safetensors st = parse_safetensors(data.data(), data.size());
+  std::map<std::string, Tensor> out;
+  for (const auto& [name, e] : st.entries) {
+    if (e.dtype != "F32" && e.dtype != "F16")
+      fail(SE_ERR_FORMAT, "tensor_dtype", "defaults tensor " + name + " is " + e.dtype + ", not F32");
+    out[name] = to_tensor(e, st.payload);
+    for (float v : out[name].data)
+      if (!std::isfinite(v)) fail(SE_ERR_FORMAT, "not_finite", "defaults tensor " + name + " has NaN or inf values");
+  }
+  return out;
 }
 
 }  // namespace se

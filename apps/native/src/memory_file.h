@@ -1,6 +1,6 @@
 // The task memory file (docs/formats.md "Memory file"): a safetensors file with P, K, Vt, head_weight, head_bias
-// and the `spartan_edge_memory` metadata. Read and validated completely before any of it is used; the checks,
-// their order and their error codes follow spartan_formats.memory.read_memory (tests/conformance pins them).
+// (format_version 2: and the recipe tensors its metadata lists) and the `spartan_edge_memory` metadata. Read and
+// validated completely before any of it is used; the checks, their order and their error codes follow spartan_formats.memory.read_memory (tests/conformance pins them).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,8 @@ struct MemoryFile {
   std::string backbone_fingerprint;
   MemoryShape memory_shape;
   std::string dtype;  // "fp32" or "fp16"
+  int64_t format_version = 1;             // 2: the recipe program's extra tensors (see tensor_names)
+  std::vector<std::string> tensor_names;  // the file's tensors in program input order
   std::map<std::string, Tensor> tensors;
 };
 
@@ -33,5 +35,9 @@ struct MemoryFile {
 // max_labels) and may carry the extra tensors the backbone's program takes as inputs.
 MemoryFile parse_memory(const uint8_t* data, size_t size, const Backbone* backbone);
 MemoryFile read_memory(const std::string& path, const Backbone* backbone);
+
+// The recipe program's `<target>/defaults.safetensors` (docs/formats.md "feeding rule"): the tensors fed for the
+// inputs marked "default" that a memory file lacks. A valid safetensors file of finite F32/F16 tensors.
+std::map<std::string, Tensor> read_defaults(const std::string& path);
 
 }  // namespace se

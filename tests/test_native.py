@@ -327,6 +327,27 @@ def test_recipe_bundle_logits_match_the_python_device_path(recipe):
             np.testing.assert_allclose(g["logits"], eager, atol=1e-4, rtol=0, err_msg=task)
 
 
+@pytest.mark.slow  # shares the recipe export; a real server
+def test_recipe_bundle_in_server_mode_fetches_and_feeds_the_defaults(recipe, tmp_path):
+    import requests
+    from edge_support import ServerProcess, publish
+
+    srv = ServerProcess(tmp_path / "instance")
+    try:
+        r = publish(srv.url, recipe["dist"])
+        assert r.returncode == 0, r.stderr
+        man = requests.get(srv.url + "/manifest", timeout=30).json()
+        names = [f["path"].rsplit("/", 1)[-1] for f in man["backbones"]["android"]["files"]]
+        assert "defaults.safetensors" in names  # the server lists (and serves) the defaults file
+        for task in recipe["tasks"]:
+            r, got = native_client(srv.url, tmp_path / "c", task, *RECIPE_TEXTS)
+            assert r.returncode == 0, r.stderr
+            want = classify_json("--bundle", str(recipe["dist"]), "--task", task, *RECIPE_TEXTS)
+            assert [g["logits"] for g in got] == [w["logits"] for w in want], task
+    finally:
+        srv.stop()
+
+
 @pytest.mark.slow  # shares the recipe export
 def test_recipe_inputs_without_defaults_are_refused(recipe, tmp_path):
     import ctypes

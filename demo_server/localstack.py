@@ -184,6 +184,18 @@ def nginx_config(port: int, upstreams: list[int], blob_dir: Path | str, workdir:
     user = "user root root;  # the loopback stack runs as root here; production: user www-data" \
         if os.geteuid() == 0 else ""
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstreams)
+    # An instance that is down or dies mid-request: GET/HEAD go to the next one. An upload it was receiving gets a
+    # 502 (its streamed body cannot be replayed); publishing is idempotent (the same bytes again are "unchanged"), so
+    # the publisher simply retries.
+    proxy = """\
+            proxy_pass http://spartan_edge;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_connect_timeout 2s;"""
     passed = "\n".join(f"            add_header {h} $upstream_http_{h.lower().replace('-', '_')};"
                        for h in PASS_HEADERS)
     return f"""\
@@ -220,6 +232,7 @@ http {{
         error_page 400 /_errors/400;
         error_page 404 /_errors/404;
         error_page 414 /_errors/414;
+        error_page 413 /_errors/413;
         error_page 502 504 /_errors/502;
         location = /_errors/400 {{
             internal;
@@ -236,24 +249,25 @@ http {{
             default_type application/json;
             return 502 '{{"error": "bad_gateway", "message": "no app instance answered; retry", "status": 502}}';
         }}
+        location = /_errors/413 {{
+            internal;
+            default_type application/json;
+            return 413 '{{"error": "too_large", "message": "request body too large", "status": 413}}';
+        }}
         location = /_errors/414 {{
             internal;
             default_type application/json;
             return 414 '{{"error": "uri_too_long", "message": "request URI too long", "status": 414}}';
         }}
 
+        # Registering a bundle is a JSON body (MAX_JSON_BYTES, 1 MiB): nginx refuses a larger one itself, because
+        # an instance that answers 413 and closes while nginx is still streaming the body turns into a 502.
+        location ~ ^/backbone/[^/]+$ {{
+            client_max_body_size 1m;
+{proxy}
+        }}
         location / {{
-            proxy_pass http://spartan_edge;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            # An instance that is down or dies mid-request: GET/HEAD go to the next one. An upload it was
-            # receiving gets a 502 (its streamed body cannot be replayed); publishing is idempotent (the same bytes
-            # again are "unchanged"), so the publisher simply retries.
-            proxy_next_upstream error timeout http_502 http_503;
-            proxy_connect_timeout 2s;
+{proxy}
         }}
         # Reached only through X-Accel-Redirect (offload.py): Flask has already decided this is a full 200, so
         # nginx must not decide anything again: no validators of its own, no ranges; Flask's headers are kept.

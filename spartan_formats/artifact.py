@@ -19,11 +19,7 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 def read_artifact_metadata(meta_raw: Any) -> dict:
     """Validate the `spartan_edge` metadata JSON string of a task artifact."""
-    if meta_raw is None:
-        raise FormatError("metadata_missing", f"no '{ARTIFACT_METADATA_KEY}' metadata: not a task artifact")
-    m = F.parse_json(meta_raw, f"'{ARTIFACT_METADATA_KEY}' metadata", code="metadata_not_json")
-    if not isinstance(m, dict):
-        raise FormatError("memory_metadata_not_object", f"'{ARTIFACT_METADATA_KEY}' metadata is not a JSON object")
+    m = F.metadata_object(meta_raw, ARTIFACT_METADATA_KEY, "not a task artifact")
     w = "artifact metadata"
     F.format_version(m, ARTIFACT_FORMAT_VERSION, w)
     F.string(F.need(m, "method", w), "method", 64)

@@ -94,3 +94,14 @@ def format_version(doc: dict, want: int | tuple[int, ...], what: str) -> int:
 def _show(v: Any) -> str:
     r = repr(v)
     return r if len(r) <= 60 else r[:57] + "..."
+
+
+def metadata_object(meta_raw: Any, key: str, missing: str) -> dict:
+    """A safetensors header's metadata entry `key`: present (else `missing` names what the file is not), strict JSON,
+    an object. The shared first checks of the memory file and the task artifact, with the same codes."""
+    if meta_raw is None:
+        raise FormatError("metadata_missing", f"no '{key}' metadata: {missing}")
+    m = parse_json(meta_raw, f"'{key}' metadata", code="metadata_not_json")
+    if not isinstance(m, dict):
+        raise FormatError("memory_metadata_not_object", f"'{key}' metadata is not a JSON object")
+    return m

@@ -63,11 +63,7 @@ class MemoryFile:
 
 def read_metadata(meta_raw: Any) -> dict:
     """Validate the `spartan_edge_memory` JSON (a string); return the object with known fields checked."""
-    if meta_raw is None:
-        raise FormatError("metadata_missing", f"no '{MEMORY_METADATA_KEY}' metadata: not a SPARTAN Edge memory file")
-    m = F.parse_json(meta_raw, f"'{MEMORY_METADATA_KEY}' metadata", code="metadata_not_json")
-    if not isinstance(m, dict):
-        raise FormatError("memory_metadata_not_object", f"'{MEMORY_METADATA_KEY}' metadata is not a JSON object")
+    m = F.metadata_object(meta_raw, MEMORY_METADATA_KEY, "not a SPARTAN Edge memory file")
     w = "memory metadata"
     version = F.format_version(m, (MEMORY_FORMAT_VERSION, RECIPE_FORMAT_VERSION), w)
     if version == RECIPE_FORMAT_VERSION:

@@ -87,3 +87,35 @@ def native_stderr_filtered() -> Iterator[None]:
                 if not _NATIVE_NOISE.match(line):
                     sys.stderr.write(line)
             sys.stderr.flush()
+
+
+def executorch_runtime():  # -> type[executorch.runtime.Runtime]
+    """ExecuTorch's `Runtime` class (the C++ runtime's pybindings) without importing the ExecuTorch compiler.
+
+    The wheel's `extension/pybindings/portable_lib.py` imports `executorch.exir._warnings` for one warning class, and
+    Python runs `executorch/exir/__init__.py` (the whole compiler, ~7 s of a cold start on two cores) to get it. A
+    device never lowers a program, so while the runtime and the quantized kernels load, `executorch.exir` is a bare
+    package (the real directory, no `__init__` run); afterwards every trace of it is removed, so a later
+    `import executorch.exir` (the workstation side, in the same process) runs the real one. Written by hand: the
+    wheel has no lighter entry point. tests/test_client.py checks both halves."""
+    import executorch
+
+    if "executorch.exir" in sys.modules:  # the compiler is loaded anyway: nothing to save
+        import executorch.kernels.quantized  # noqa: F401  (int8 programs read their embeddings with its kernel)
+        from executorch.runtime import Runtime
+
+        return Runtime
+    import types
+
+    bare = types.ModuleType("executorch.exir")
+    bare.__path__ = [os.path.join(executorch.__path__[0], "exir")]
+    sys.modules["executorch.exir"] = bare
+    try:
+        import executorch.kernels.quantized  # noqa: F401
+        from executorch.runtime import Runtime
+    finally:
+        for name in [n for n in sys.modules if n == "executorch.exir" or n.startswith("executorch.exir.")]:
+            del sys.modules[name]
+        if getattr(executorch, "exir", None) is bare:
+            del executorch.exir
+    return Runtime

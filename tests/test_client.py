@@ -28,6 +28,11 @@ from apps.client import EdgeClient, IntegrityError, NotCached, Truncated
 RTE = ["entailment", "not_entailment"]
 
 
+def same(logits: list[float]):
+    """Equal up to float rounding: the same program and memory in another process (thread split) may differ by 1 ulp."""
+    return pytest.approx(logits, rel=1e-5, abs=1e-6)
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     pte = toy_pte(tmp_path_factory.mktemp("toy"))
@@ -69,9 +74,9 @@ def test_cached_run_and_offline(good_cache, server, tmp_path):
     rc, out, err = run_cli("good movie", "--server", server.url, "--cache", c2, "--task", "rte", "--task", "sst2")
     assert rc == 0, err
     assert [p["bytes_fetched"] for p in out] == [0, 0]
-    assert out[1]["logits"] == a["logits"] and out[0]["logits"] == b["logits"]
+    assert out[1]["logits"] == same(a["logits"]) and out[0]["logits"] == same(b["logits"])
     rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "sst2")
-    assert rc == 0 and out[0]["logits"] == a["logits"] and out[0]["bytes_fetched"] == 0
+    assert rc == 0 and out[0]["logits"] == same(a["logits"]) and out[0]["bytes_fetched"] == 0
     rc, out, err = run_cli("good movie", "--offline", "--cache", c2, "--task", "mnli")
     assert rc == 1 and "no memory for task 'mnli' in the cache (cached: rte, sst2)" in err
     # plain output says what it classified; an unknown task names those the server has
@@ -93,7 +98,7 @@ def test_new_version_fetches_only_that_memory(good_cache, server, tmp_path):
     assert r.status_code == 201
     client = EdgeClient(server.url, c)
     p = client.predict("sst2", "good movie")
-    assert p.memory_version == 2 and p.bytes_fetched == len(v2) and p.logits != a["logits"]
+    assert p.memory_version == 2 and p.bytes_fetched == len(v2) and p.logits != same(a["logits"])
     p = client.predict("rte", "good movie")
     assert p.bytes_fetched == 0
 
@@ -144,7 +149,7 @@ def test_refuses_sha_mismatch_keeps_last_good(fake, good_cache, tmp_path):
     publish_fake(fake, "sst2", memory_bytes("sst2", seed=5))
     fake.routes["/memories/sst2"] = memory_bytes("sst2", seed=6)  # served bytes differ from the manifest's sha256
     p = EdgeClient(fake.url, c).predict("sst2", "good movie")
-    assert p.memory_version == 1 and p.logits == a["logits"]
+    assert p.memory_version == 1 and p.logits == same(a["logits"])
     assert "does not match the manifest's sha256" in p.warnings[0] and "last good" in p.warnings[0]
     assert not any((c / "partial").iterdir())  # the refused file is gone, not cached
     with pytest.raises(IntegrityError, match="does not match the manifest's sha256"):
@@ -164,7 +169,7 @@ def test_refuses_memory_for_another_backbone(fake, good_cache, tmp_path):
     data = memory_bytes("sst2", seed=8, fp=OTHER_FP)  # the manifest claims our backbone; the file says otherwise
     publish_fake(fake, "sst2", data)
     p = EdgeClient(fake.url, shutil.copytree(cache, tmp_path / "c")).predict("sst2", "good movie")
-    assert p.memory_version == 1 and "made for backbone" in p.warnings[0] and p.logits == a["logits"]
+    assert p.memory_version == 1 and "made for backbone" in p.warnings[0] and p.logits == same(a["logits"])
     with pytest.raises(IntegrityError, match="made for backbone"):
         _fresh_memory_refused(fake, cache, tmp_path, "sst2")
     publish_fake(fake, "rte", memory_bytes("rte", labels=RTE, seed=9), backbone_fingerprint=OTHER_FP)
@@ -180,7 +185,7 @@ def test_refuses_truncated_download_keeps_last_good(fake, good_cache, tmp_path):
     fake.truncate["/memories/sst2"] = 100  # every attempt (4, each resuming) dies after 100 more bytes
     c = shutil.copytree(cache, tmp_path / "c")
     p = EdgeClient(fake.url, c).predict("sst2", "good movie")
-    assert p.memory_version == 1 and "stopped at" in p.warnings[0] and p.logits == a["logits"]
+    assert p.memory_version == 1 and "stopped at" in p.warnings[0] and p.logits == same(a["logits"])
     have = (c / "partial" / f"{sha256(data)}.part").stat().st_size  # kept for a later resume, not used
     assert 100 <= have <= 400 and have % 100 == 0  # each of the 4 attempts resumed and added its 100 bytes
     with pytest.raises(Truncated, match=f"stopped at [1-4]00 of {len(data)} bytes"):
@@ -205,11 +210,16 @@ def test_refuses_tampered_cache(good_cache, tmp_path):
         EdgeClient(None, tmp_path / "none", offline=True).predict("sst2", "good movie")
 
 
-def test_client_never_imports_pipeline(good_cache):
+def test_client_never_imports_pipeline_nor_the_executorch_compiler(good_cache):
+    """A device runs programs, it never lowers them: neither pipeline nor executorch.exir (~7 s of a cold start) is
+    imported; afterwards the real compiler still imports in the same process (spartan_toolchain.executorch_runtime)."""
     cache, _ = good_cache
     code = ("import sys; from apps.client.__main__ import main; "
             f"assert main(['good movie', '--offline', '--cache', {str(cache)!r}, '--task', 'sst2']) == 0; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('pipeline', 'mobile_export')]; assert not bad, bad")
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('pipeline', 'mobile_export') "
+            "or m.startswith('executorch.exir')]; assert not bad, bad; "
+            "from executorch.exir import to_edge_transform_and_lower; import executorch.exir as e; "
+            "assert e.__file__.endswith('__init__.py') and hasattr(e, 'EdgeCompileConfig')")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120, capture_output=True)
 
 
@@ -228,7 +238,7 @@ def test_catalog_digest_naming_a_path_touches_no_file(fake, good_cache, tmp_path
     fake.set_manifest()
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     p = EdgeClient(fake.url, c).predict("sst2", "good movie")
-    assert p.memory_version == 1 and p.logits == a["logits"]  # the verified cache, with a warning
+    assert p.memory_version == 1 and p.logits == same(a["logits"])  # the verified cache, with a warning
     assert "not a valid catalog" in p.warnings[0] and "bad_sha256" in p.warnings[0]
     assert victim.read_text() == "keep me"
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
@@ -257,7 +267,7 @@ def test_tampered_state_file_names_no_file(good_cache, fake, tmp_path):
     state["memories"]["sst2"]["sha256"] = str(victim)
     (c / "state.json").write_text(json.dumps(state))
     p = EdgeClient(fake.url, c).predict("sst2", "good movie")
-    assert "ignoring the cache state" in p.warnings[0] and p.logits == a["logits"]
+    assert "ignoring the cache state" in p.warnings[0] and p.logits == same(a["logits"])
     assert victim.read_text() == "keep me"
     assert p.bytes_fetched == 0  # the verified blobs are found again by their sha256
 
@@ -269,7 +279,7 @@ def test_garbage_catalog_falls_back_to_verified_cache(fake, good_cache, tmp_path
     fake.routes["/manifest"] = body
     rc, out, err = run_cli("good movie", "--server", fake.url, "--cache", shutil.copytree(cache, tmp_path / "c"),
                            "--task", "sst2")
-    assert rc == 0 and out[0]["logits"] == a["logits"] and "Traceback" not in err
+    assert rc == 0 and out[0]["logits"] == same(a["logits"]) and "Traceback" not in err
     assert "not a valid catalog" in err and "using the cached backbone" in err
     rc, out, err = run_cli("good movie", "--server", fake.url, "--cache", tmp_path / "empty", "--task", "sst2")
     assert rc == 1 and "Traceback" not in err and "not a valid catalog" in err and "no backbone" in err
@@ -280,7 +290,7 @@ def test_server_down_falls_back_to_verified_cache(good_cache, tmp_path):
     down = f"http://127.0.0.1:{free_port()}"
     rc, out, err = run_cli("good movie", "--server", down, "--cache", shutil.copytree(cache, tmp_path / "c"),
                            "--task", "sst2")
-    assert rc == 0 and out[0]["logits"] == a["logits"] and "cannot reach" in err and "warning:" in err
+    assert rc == 0 and out[0]["logits"] == same(a["logits"]) and "cannot reach" in err and "warning:" in err
     rc, out, err = run_cli("good movie", "--server", down, "--cache", tmp_path / "empty", "--task", "sst2")
     assert rc == 1 and "cannot reach" in err and "Traceback" not in err
 
@@ -299,5 +309,5 @@ def test_corrupt_cached_file_is_refetched_alone_in_one_run(good_cache, fake, dis
     data[len(data) // 2] ^= 0xFF
     blob.write_bytes(bytes(data))
     p = EdgeClient(fake.url, c).predict("sst2", "good movie")
-    assert p.logits == a["logits"] and p.bytes_fetched == size  # that file alone, not the program again
+    assert p.logits == same(a["logits"]) and p.bytes_fetched == size  # that file alone, not the program again
     assert not [h for h in fake.hits if "backbone.pte" in h[0]]

@@ -115,6 +115,7 @@ def test_report_only_needs_no_data_and_keeps_committed_results(tmp_path):
     assert {name: (out / name).read_text() for name in committed} == committed
 
 
+@pytest.mark.slow
 def test_authors_recipe_with_per_task_sweep(tmp_path, tiny_bert):
     """--recipe authors is its own setting (MLP head, trainable LayerNorms for spartan) and --sweep-task each gives
     every task its own rate, which the comparison then uses per task."""

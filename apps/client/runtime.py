@@ -13,10 +13,10 @@ class BackboneRuntime:
         import spartan_toolchain
 
         spartan_toolchain.install()  # before torchao/executorch: their known start-up noise reads like failures
-        import executorch.kernels.quantized  # noqa: F401  (int8 programs read their word embeddings with its kernel)
         import torch  # the ExecuTorch Python runtime exchanges torch tensors
-        from executorch.runtime import Runtime
         from tokenizers import Tokenizer
+
+        Runtime = spartan_toolchain.executorch_runtime()  # with the quantized kernels, without the compiler
 
         self._torch = torch
         t0 = time.perf_counter()

@@ -12,6 +12,7 @@ publishers on different instances queue for the same task and the next version n
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -40,9 +41,23 @@ class SqliteDatabase:
         # autocommit; explicit BEGIN when writing. A connection is reused by one thread at a time (see db.py).
         self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")  # readers (downloads) never wait for a publisher
+        self._use_wal()  # readers (downloads) never wait for a publisher
         self.conn.execute("PRAGMA synchronous=FULL")  # a committed version survives power loss, like its blob
         self.conn.execute("PRAGMA busy_timeout=30000")
+
+    def _use_wal(self, wait_s: float = 30.0) -> None:
+        """Switch a new database to WAL. SQLite answers "database is locked" at once, without its busy handler,
+        when other connections switch the same new file at the same moment (gunicorn's workers, or instances,
+        starting together: 7 of 160 starts of 8 processes failed here); WAL is then set by one of them, so retry."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         return self.conn.execute(sql, params).fetchall()

@@ -47,6 +47,7 @@ def android_fixtures(tiny_bert, tmp_path_factory):
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
     from test_export import make_artifact
+    from test_recipe import make_task
 
     from apps.client import EdgeClient
     from mobile_export import export_bundle
@@ -67,10 +68,18 @@ def android_fixtures(tiny_bert, tmp_path_factory):
     v2 = root / "spare_v2.safetensors"
     save_file(tensors, str(v2), metadata=meta)
 
-    srv = ServerProcess(root / "instance")
+    # A recipe bundle (manifest v2) on a second server: a plain task, fed from defaults.safetensors, and a task
+    # with the MLP head and trained LayerNorms share the one recipe program.
+    recipe_dist = root / "recipe_dist"
+    export_bundle([make_task(tiny_bert, root / "r_plain", "plain", 5),
+                   make_task(tiny_bert, root / "r_full", "full", 6, head="mlp", train_layernorms=True)],
+                  recipe_dist, "android", max_seq_length=64, quiet=True)
+
+    srv, recipe_srv = ServerProcess(root / "instance"), ServerProcess(root / "recipe_instance")
     try:
-        r = publish(srv.url, dist)
-        assert r.returncode == 0, r.stderr
+        for server, d in ((srv, dist), (recipe_srv, recipe_dist)):
+            r = publish(server.url, d)
+            assert r.returncode == 0, r.stderr
         client = EdgeClient(srv.url, root / "py-cache")
         expected = []
         for task, text, pair in TEXTS:
@@ -78,6 +87,10 @@ def android_fixtures(tiny_bert, tmp_path_factory):
             ids = client.runtime.tokenizer.encode(text, pair).ids if pair else client.runtime.tokenizer.encode(text).ids
             expected.append({"task": task, "text": text, "pair": pair, "label": p.label, "logits": p.logits,
                              "probabilities": p.probabilities, "input_ids": ids})
+        recipe_client = EdgeClient(recipe_srv.url, root / "py-recipe-cache")
+        recipe_expected = [{"task": task, "text": text, "label": p.label, "logits": p.logits}
+                           for task in ("plain", "full") for text in ("a gentle and moving film", "thin and dull")
+                           for p in [recipe_client.predict(task, text)]]
         manifest = json.loads((dist / "manifest.json").read_text())
         fixtures = {
             "server": srv.url, "port": srv.port, "token": TOKEN, "dist": str(dist), "spare_v2": str(v2),
@@ -85,12 +98,14 @@ def android_fixtures(tiny_bert, tmp_path_factory):
             "memory_bytes": {t: e["files"]["android"]["bytes"] for t, e in manifest["tasks"].items()},
             "labels": TASKS, "expected": expected,
             "conformance": str(REPO / "tests" / "conformance"),
+            "recipe": {"server": recipe_srv.url, "dist": str(recipe_dist), "expected": recipe_expected},
         }
         path = root / "fixtures.json"
         path.write_text(json.dumps(fixtures, indent=1))
         yield path
     finally:
         srv.stop()
+        recipe_srv.stop()
 
 
 def junit_report(folder: Path) -> dict:
@@ -125,3 +140,4 @@ def test_kotlin_sdk_junit(android_fixtures):
     if NATIVE_LIB.exists():  # with the native runtime built, the engine cases run too (predictions vs apps.client)
         skipped = [k for k, v in cases.items() if v == "skipped"]
         assert not skipped, skipped
+        assert any("RecipeBundleTest" in k for k in passed), cases

@@ -459,3 +459,35 @@ def test_server_imports_neither_torch_nor_pipeline():
 
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([sys.executable, "-c", code, d], cwd=REPO, check=True, timeout=60)
+
+
+def _open_registry(path: str, barrier, results) -> None:
+    from demo_server import registry
+    from demo_server.engines import connect
+
+    barrier.wait()  # every process opens the new file at the same moment, as gunicorn's workers do
+    try:
+        registry.init(connect(path))
+        results.put("ok")
+    except Exception as e:  # noqa: BLE001  (the test reports whatever a start-up raised)
+        results.put(repr(e))
+
+
+def test_workers_starting_together_on_a_new_sqlite_registry(tmp_path):
+    """8 processes opening one new SQLite registry at once: each must start (SQLite's switch to WAL answered
+    "database is locked" without waiting, seen as a gunicorn worker failing to boot)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for trial in range(30):
+        barrier, results = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_open_registry, args=(str(tmp_path / f"r{trial}.sqlite3"), barrier, results))
+                 for _ in range(8)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        failures += [o for o in outcomes if o != "ok"]
+    assert not failures, failures

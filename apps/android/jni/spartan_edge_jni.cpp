@@ -127,10 +127,15 @@ JNIEXPORT jint JNICALL Java_org_spartanedge_NativeEngine_nativeAbiVersion(JNIEnv
 }
 
 JNIEXPORT jlong JNICALL Java_org_spartanedge_NativeEngine_nativeOpen(JNIEnv* env, jclass, jstring backbone_json,
-                                                                      jstring program, jstring tokenizer) {
+                                                                      jstring program, jstring tokenizer,
+                                                                      jstring defaults) {
   const std::string json = to_utf8(env, backbone_json), prog = to_utf8(env, program), tok = to_utf8(env, tokenizer);
+  const std::string dflt = defaults != nullptr ? to_utf8(env, defaults) : std::string();
   se_engine* raw = nullptr;
-  if (!ok(env, se_engine_open(json.c_str(), prog.c_str(), tok.c_str(), &raw))) return 0;
+  // The recipe program's defaults file feeds what a plain task's memory leaves out; null for a plain program.
+  if (!ok(env, se_engine_open_with_defaults(json.c_str(), prog.c_str(), tok.c_str(),
+                                            defaults != nullptr ? dflt.c_str() : nullptr, &raw)))
+    return 0;
   std::unique_ptr<se_engine, EngineFree> engine(raw);
   return reinterpret_cast<jlong>(engine.release());  // owned by NativeEngine from here
 }

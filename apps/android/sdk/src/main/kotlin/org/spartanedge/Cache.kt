@@ -150,7 +150,7 @@ class CacheState(
 
         /** Everything read back is validated like a network document: the state file is not trusted more. */
         fun fromJson(o: JSONObject): CacheState {
-            checkFormatVersion(o, FORMAT_VERSION, "cache state")
+            checkFormatVersion(o, FORMAT_VERSION, what = "cache state")
             var catalog: JSONObject? = null
             var etag: String? = null
             if (o.present("catalog")) {

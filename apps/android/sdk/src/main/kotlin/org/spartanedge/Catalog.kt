@@ -8,7 +8,8 @@ data class RemoteFile(val path: String, val sha256: String, val bytes: Long, val
 /**
  * A backbone bundle for one target, an entry of the catalog's `backbones` (docs/server.md; checked like
  * spartan_formats.catalog.read_catalog_entry_backbone). [json] is the server's object verbatim: the native engine
- * reads its own fields from it (se_engine_open's backbone_json), and the cache state stores it.
+ * reads its own fields from it (se_engine_open's backbone_json), and the cache state stores it. [defaults] is the
+ * recipe program's defaults file (docs/formats.md, "feeding rule"), null for a plain program.
  */
 class Backbone(
     val target: String,
@@ -16,6 +17,7 @@ class Backbone(
     val version: Int,
     val program: RemoteFile,
     val tokenizer: RemoteFile,
+    val defaults: RemoteFile?,
     val files: List<RemoteFile>,
     val maxSeqLength: Int,
     val maxLabels: Int,
@@ -23,6 +25,7 @@ class Backbone(
 ) {
     companion object {
         private const val MAX_FILES = 64
+        private const val DEFAULTS_FILE = "defaults.safetensors"
         private val SHAPE_INTS = listOf("num_layers", "num_parents", "num_children", "top_k", "hidden_size")
 
         fun parse(o: JSONObject, target: String): Backbone {
@@ -79,7 +82,8 @@ class Backbone(
             val program = withUrls.first { it.path == programPath }
             val tokenizer = withUrls.firstOrNull { it.path.substringAfterLast('/') == "tokenizer.json" }
                 ?: throw FormatException("$w: no tokenizer.json among its files", "bad_field")
-            return Backbone(target, fingerprint, version, program, tokenizer, withUrls, maxSeq, maxLabels, o)
+            val defaults = withUrls.firstOrNull { it.path.substringAfterLast('/') == DEFAULTS_FILE }
+            return Backbone(target, fingerprint, version, program, tokenizer, defaults, withUrls, maxSeq, maxLabels, o)
         }
     }
 }
@@ -128,7 +132,7 @@ class Catalog(val target: String, val backbone: Backbone?, val tasks: Map<String
         }
 
         fun parse(o: JSONObject, target: String): Catalog {
-            checkFormatVersion(o, FORMAT_VERSION, "catalog")
+            checkFormatVersion(o, FORMAT_VERSION, what = "catalog")
             if (o.has("targets")) o.array("targets", "catalog").strings("targets").forEach { Names.target(it, "target") }
             val backbones = o.obj("backbones", "catalog")
             val parsed = backbones.keyList().associateWith { t ->
@@ -149,9 +153,12 @@ class Catalog(val target: String, val backbone: Backbone?, val tasks: Map<String
     }
 }
 
-internal fun checkFormatVersion(o: JSONObject, want: Int, what: String) {
+/** The document's format_version, which must be one of [known] (the versions this SDK reads). */
+internal fun checkFormatVersion(o: JSONObject, vararg known: Int, what: String): Int {
     val v = o.raw("format_version", what)
-    if (v !is Int || v != want) {
-        throw FormatException("$what has format_version $v; this SDK reads $want", "bad_format_version")
+    if (v !is Int || v !in known) {
+        throw FormatException("$what has format_version $v; this SDK reads ${known.joinToString(" or ")}",
+            "bad_format_version")
     }
+    return v
 }

@@ -19,8 +19,11 @@ interface Engine : AutoCloseable {
 
 /** Opens engines, and validates memory files without one (before a download becomes the last good copy). */
 interface EngineFactory {
-    /** [backboneJson]: the server's backbone description (GET /backbone/<target>, or the manifest's entry). */
-    fun open(backboneJson: String, program: File, tokenizer: File): Engine
+    /**
+     * [backboneJson]: the server's backbone description (GET /backbone/<target>, or the manifest's entry);
+     * [defaults]: the recipe program's defaults file, which feeds the inputs a plain task's memory leaves out.
+     */
+    fun open(backboneJson: String, program: File, tokenizer: File, defaults: File? = null): Engine
 
     /** Throws a [SpartanEdgeException] unless [memory] is a valid memory file for this backbone. */
     fun validateMemory(memory: File, backboneJson: String?)

@@ -30,6 +30,8 @@ data class MemoryHeader(
     companion object {
         const val KEY = "spartan_edge_memory"
         const val FORMAT_VERSION = 1
+        /** A recipe task's memory (its own LayerNorms and/or MLP head; the native runtime checks those tensors). */
+        const val RECIPE_FORMAT_VERSION = 2
         private const val MAX_HEADER = 16L * 1024 * 1024  // the server's bound (demo_server/validate.py)
 
         fun read(file: File): MemoryHeader = try {
@@ -61,7 +63,7 @@ data class MemoryHeader(
             val raw = meta.get(KEY) as? String
                 ?: throw FormatException("$name: __metadata__ is not an object of strings", "metadata_not_object")
             val m = parseObject(raw, "$name $KEY", "metadata_not_json", "memory_metadata_not_object")
-            checkFormatVersion(m, FORMAT_VERSION, "$name $KEY")
+            checkFormatVersion(m, FORMAT_VERSION, RECIPE_FORMAT_VERSION, what = "$name $KEY")
             val isRegression = m.bool("is_regression", name)
             val labels = m.array("label_names", name).strings("$name label_names")
             val numOutputs = if (m.has("num_outputs")) m.int("num_outputs", name, min = 1)

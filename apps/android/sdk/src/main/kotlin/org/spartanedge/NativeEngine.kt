@@ -55,9 +55,9 @@ class NativeEngine private constructor(private var handle: Long) : Engine {
             }
         }
 
-        override fun open(backboneJson: String, program: File, tokenizer: File): Engine {
+        override fun open(backboneJson: String, program: File, tokenizer: File, defaults: File?): Engine {
             ensureLoaded()
-            return NativeEngine(translate { nativeOpen(backboneJson, program.path, tokenizer.path) })
+            return NativeEngine(translate { nativeOpen(backboneJson, program.path, tokenizer.path, defaults?.path) })
         }
 
         override fun validateMemory(memory: File, backboneJson: String?) {
@@ -85,7 +85,12 @@ class NativeEngine private constructor(private var handle: Long) : Engine {
         }
 
         @JvmStatic private external fun nativeAbiVersion(): Int
-        @JvmStatic private external fun nativeOpen(backboneJson: String, program: String, tokenizer: String): Long
+        @JvmStatic private external fun nativeOpen(
+            backboneJson: String,
+            program: String,
+            tokenizer: String,
+            defaults: String?,
+        ): Long
         @JvmStatic private external fun nativeFree(handle: Long)
         @JvmStatic private external fun nativeLoadMemory(handle: Long, memory: String)
         @JvmStatic private external fun nativeTask(handle: Long): Array<String>

@@ -327,9 +327,12 @@ class SpartanEdge @JvmOverloads constructor(
         val bb = backbone()
         engine?.let { if (engineFingerprint == bb.fingerprint) return it }
         val factory = engines ?: throw EngineException("this SpartanEdge was made without an engine", "argument")
-        for (f in listOf(bb.program, bb.tokenizer)) ensureFile(f.sha256, f.bytes, f.url.takeIf { catalog != null })
+        for (f in listOfNotNull(bb.program, bb.tokenizer, bb.defaults)) {
+            ensureFile(f.sha256, f.bytes, f.url.takeIf { catalog != null })
+        }
         close()
-        val e = factory.open(bb.json.toString(), cache.blob(bb.program.sha256), cache.blob(bb.tokenizer.sha256))
+        val e = factory.open(bb.json.toString(), cache.blob(bb.program.sha256), cache.blob(bb.tokenizer.sha256),
+                             bb.defaults?.let { cache.blob(it.sha256) })
         engine = e
         engineFingerprint = bb.fingerprint
         programLoads++

@@ -1,10 +1,14 @@
 package org.spartanedge
 
+import org.json.JSONArray
 import org.json.JSONObject
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Assumptions.assumeTrue
 import java.io.File
 import java.net.HttpURLConnection
 import java.net.URL
+import kotlin.math.abs
 
 /** What tests/test_android_sdk.py prepared: a real server with a published export and apps.client's predictions. */
 object Fixtures {
@@ -28,6 +32,14 @@ object Fixtures {
     val backboneBytes: Long get() = require().getLong("backbone_bytes")
     fun memoryBytes(task: String): Long = require().getJSONObject("memory_bytes").getLong(task)
     fun memoryFile(task: String): File = File(dist, "android/memories/$task.safetensors")
+
+    /** [got] equals apps.client's [want] up to float rounding (another runtime binding, same program). */
+    fun assertLogits(want: JSONArray, got: List<Float>, what: String) {
+        assertEquals(want.length(), got.size, what)
+        for (j in 0 until want.length()) {
+            assertTrue(abs(want.getDouble(j) - got[j]) < 1e-4, "$what logit $j: $want vs $got")
+        }
+    }
 
     /** Publishes a memory file the way `python -m demo_server publish` does (POST, sha256 header, bearer token). */
     fun publishMemory(task: String, file: File) {

@@ -114,11 +114,7 @@ class SpartanEdgeTest {
                 if (first) assertEquals(Fixtures.backboneBytes + Fixtures.memoryBytes(task), got.bytesFetched)
                 first = false
                 assertEquals(want.getString("label"), got.label, "$task: ${want.getString("text")}")
-                val logits = want.getJSONArray("logits")
-                assertEquals(logits.length(), got.logits.size)
-                for (j in 0 until logits.length()) {
-                    assertTrue(abs(logits.getDouble(j) - got.logits[j]) < 1e-4, "$task logit $j: $logits vs ${got.logits}")
-                }
+                Fixtures.assertLogits(want.getJSONArray("logits"), got.logits, task)
                 val probs = want.getJSONObject("probabilities")
                 for (name in probs.keys()) assertTrue(abs(probs.getDouble(name) - got.probabilities.getValue(name)) < 1e-4)
                 assertEquals(probs.keys().asSequence().toList(), got.probabilities.keys.toList())

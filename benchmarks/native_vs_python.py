@@ -181,9 +181,8 @@ def main() -> None:
             cold_rss[k] = max(cold_rss.get(k, 0), mb)
     result = {
         "command": "python benchmarks/native_vs_python.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other engineers' jobs (load average "
-                   f"{os.getloadavg()[0]:.1f} at the end): absolute times are disturbed, ratios from this one "
-                   "interleaved run are the robust numbers",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end "
+                   "(a shared machine disturbs absolute times; ratios from this one interleaved run are robust)",
         "latency_ms": {f"{rt}/{prog}/S={s}": stats(v) for (rt, prog, s), v in cells.items()},
         "swap_ms": {k: stats(v) for k, v in swaps.items()} | {"native_read_validate_only": stats(native_load)},
         "cold_start_ms": {k: stats(v) for k, v in cold.items()},

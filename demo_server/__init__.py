@@ -24,6 +24,11 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_app(app)
     errors.init_app(app)
     limits.init_app(app)
+    if app.config["TRUSTED_PROXIES"]:  # the client's address for the wrong-token limit (auth.py), not the proxy's
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
 
     from .api import bp as api_bp
     from .cli import gc_command, publish_command

@@ -27,6 +27,8 @@ DEFAULTS: dict = {
     # Wrong publish tokens allowed per client address and window before 429 (demo_server/auth.py).
     "AUTH_MAX_FAILURES": 10,
     "AUTH_WINDOW_S": 60,
+    # Reverse proxies in front of the app (nginx: 1): the client address is then taken from X-Forwarded-For.
+    "TRUSTED_PROXIES": 0,
     # Defaults to <instance>/blobs and <instance>/registry.sqlite3 when left None.
     "BLOB_DIR": None,
     # A file path (SQLite) or a postgresql:// URL (engines.py).
@@ -69,6 +71,9 @@ def load_config(app, overrides: dict | None = None) -> None:
         app.config["BLOB_DIR"] = os.path.join(app.instance_path, "blobs")
     if app.config["DATABASE"] is None:
         app.config["DATABASE"] = os.path.join(app.instance_path, "registry.sqlite3")
+    if not isinstance(app.config["TRUSTED_PROXIES"], int) or app.config["TRUSTED_PROXIES"] < 0:
+        raise ValueError(f"TRUSTED_PROXIES must be a count of proxies (0, 1, ...), not "
+                         f"{app.config['TRUSTED_PROXIES']!r}")
     if app.config["BLOB_OFFLOAD"] not in (None, "nginx"):
         raise ValueError(f"BLOB_OFFLOAD must be unset or 'nginx', not {app.config['BLOB_OFFLOAD']!r}")
     if app.config["BLOB_OFFLOAD"] and app.config["BLOB_BASE_URL"]:

@@ -318,7 +318,8 @@ class Stack:
         self.pg = None if database else Postgres(durable=durable)
         self.database = database or self.pg.create_database("spartan_edge")
         self.instance = self.root / "instance"  # shared: blobs/ (the one blob store); no SQLite file is used
-        self.env = {"SPARTAN_EDGE_DATABASE": self.database, "SPARTAN_EDGE_BLOB_OFFLOAD": "nginx", **(extra_env or {})}
+        self.env = {"SPARTAN_EDGE_DATABASE": self.database, "SPARTAN_EDGE_BLOB_OFFLOAD": "nginx",
+                    "SPARTAN_EDGE_TRUSTED_PROXIES": "1", **(extra_env or {})}
         self.apps: list[Gunicorn] = []
         self.nginx = None
         try:

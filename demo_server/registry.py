@@ -44,7 +44,12 @@ CREATE TABLE IF NOT EXISTS downloads (
     version INTEGER NOT NULL,
     count BIGINT NOT NULL,       -- full-body (200) memory downloads, summed over all instances
     PRIMARY KEY (task, target, version)
-)
+);
+CREATE TABLE IF NOT EXISTS auth_failures (
+    addr TEXT NOT NULL,          -- client address of a wrong or missing publish token (demo_server/auth.py)
+    at DOUBLE PRECISION NOT NULL -- wall-clock seconds: instances on several machines compare them
+);
+CREATE INDEX IF NOT EXISTS auth_failures_by_addr ON auth_failures (addr, at)
 """
 
 
@@ -164,6 +169,19 @@ def add_downloads(db: Database, counts: Mapping[tuple[str, str, int], int]) -> N
         for (task, target, version), n in sorted(counts.items()):  # one order everywhere: no deadlocks
             db.execute("INSERT INTO downloads VALUES (?,?,?,?) ON CONFLICT (task, target, version)"
                        " DO UPDATE SET count = downloads.count + excluded.count", (task, target, version, n))
+
+
+def auth_failures_since(db: Database, addr: str, since: float) -> tuple[int, float | None]:
+    """How many wrong publish tokens `addr` sent after `since`, and when the oldest of them was."""
+    row = db.one("SELECT COUNT(*) AS n, MIN(at) AS first FROM auth_failures WHERE addr=? AND at > ?", (addr, since))
+    return (int(row["n"]), row["first"]) if row else (0, None)
+
+
+def add_auth_failure(db: Database, addr: str, now: float, window: float) -> None:
+    """Record one wrong token; rows older than the window (any address) go, so the table stays small."""
+    with db.writing("auth_failures"):
+        db.execute("DELETE FROM auth_failures WHERE at <= ?", (now - window,))
+        db.execute("INSERT INTO auth_failures VALUES (?, ?)", (addr, now))
 
 
 def download_counts(db: Database) -> dict[tuple[str, str, int], int]:

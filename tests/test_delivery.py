@@ -232,18 +232,30 @@ def test_chunked_json_body_is_cut_off(server):
 # --- weaker points ------------------------------------------------------------------------------------------------
 
 def test_wrong_tokens_are_limited_per_client(tmp_path):
-    srv = ServerProcess(tmp_path / "instance", workers=1,
-                        env={"SPARTAN_EDGE_AUTH_MAX_FAILURES": "5", "SPARTAN_EDGE_AUTH_WINDOW_S": "60"})
+    """One budget per client address across worker processes and instances sharing the registry (it was per
+    worker); X-Forwarded-For names the client only on an instance told it sits behind a proxy."""
+    env = {"SPARTAN_EDGE_AUTH_MAX_FAILURES": "5", "SPARTAN_EDGE_AUTH_WINDOW_S": "60",
+           "SPARTAN_EDGE_DATABASE": str(tmp_path / "shared.sqlite3")}
+    direct = ServerProcess(tmp_path / "a", workers=2, env=env)
+    proxied = ServerProcess(tmp_path / "b", workers=2, env={**env, "SPARTAN_EDGE_TRUSTED_PROXIES": "1"})
+    data = memory_bytes("sst2")
+
+    def guess(srv, i: int, **headers) -> int:
+        return requests.post(srv.url + "/memories/sst2?target=android", data=data, timeout=10, headers={
+            "Authorization": f"Bearer guess-{i}", "X-Content-SHA256": sha256(data), **headers}).status_code
+
     try:
-        data = memory_bytes("sst2")
-        codes = [requests.post(srv.url + "/memories/sst2?target=android", data=data, timeout=10,
-                               headers={"Authorization": f"Bearer guess-{i}", "X-Content-SHA256": sha256(data)}
-                               ).status_code for i in range(20)]
+        # Alternating instances (2 workers each); a spoofed X-Forwarded-For buys nothing where no proxy is trusted.
+        codes = [guess(proxied, i) if i % 2 else guess(direct, i, **{"X-Forwarded-For": f"10.0.0.{i}"})
+                 for i in range(20)]
         assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
-        r = requests.head(srv.url + "/blobs/" + "0" * 64, headers=AUTH, timeout=10)  # even the right token waits
+        r = requests.head(direct.url + "/blobs/" + "0" * 64, headers=AUTH, timeout=10)  # even the right token waits
         assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+        # Behind the trusted proxy, another client (its address in X-Forwarded-For) has a budget of its own.
+        assert guess(proxied, 99, **{"X-Forwarded-For": "10.9.9.9"}) == 401
     finally:
-        srv.stop()
+        direct.stop()
+        proxied.stop()
 
 
 HALF_UPLOADER = r"""

@@ -13,6 +13,8 @@ Only these messages are dropped; any other warning or log line from the same lib
 - ExecuTorch's C++ runtime (pybindings): cpuinfo's "[cpuinfo_utils.cpp:N] Reading file ... / Failed to open midr
   file ... / CPU info and manual query on # of cpus dont match." Info lines, written to fd 2 from C++ on any non-ARM
   machine (`native_stderr_filtered`; the native runtime drops them with its own log sink, apps/native);
+- torch: "`torch.jit.script_method` is deprecated" DeprecationWarning, raised by torch's own torch/utils/mkldnn.py
+  when executorch.exir or coremltools import it;
 - numpy "overflow encountered in cast" RuntimeWarning inside coremltools' fp16 constant folding (values clamp to
   the fp16 range, which is what a fp16 program computes anyway).
 """
@@ -39,6 +41,7 @@ _LOG_PATTERNS = {
 WARNING_FILTERS = (  # (message regex, category, module regex), as for warnings.filterwarnings
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, ""),
     (r"overflow encountered in cast", RuntimeWarning, r"coremltools\."),
+    (r"`torch\.jit\.script_method` is deprecated", DeprecationWarning, ""),
 )
 
 

@@ -174,6 +174,13 @@ class Gunicorn:
 
 # --- nginx -----------------------------------------------------------------------------------------------------
 
+# (status codes, API error name, message) of what nginx refuses itself: a path that climbs above /, a NUL byte, a huge
+# URL or body, no instance answering.
+NGINX_ERRORS = [((400,), "bad_request", "malformed request or path"), ((404,), "not_found", "not found"),
+                ((413,), "too_large", "request body too large"), ((414,), "uri_too_long", "request URI too long"),
+                ((502, 504), "bad_gateway", "no app instance answered; retry")]
+
+
 def nginx_config(port: int, upstreams: list[int], blob_dir: Path | str, workdir: Path | str,
                  blob_location: str = "/_blobs/", worker_processes: int = 1) -> str:
     """nginx in front of the app instances, sending blob bodies itself when Flask answers with X-Accel-Redirect.
@@ -196,6 +203,11 @@ def nginx_config(port: int, upstreams: list[int], blob_dir: Path | str, workdir:
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_next_upstream error timeout http_502 http_503;
             proxy_connect_timeout 2s;"""
+    error_pages = "\n".join(
+        f"        error_page {' '.join(map(str, codes))} /_errors/{codes[0]};\n"
+        f"        location = /_errors/{codes[0]} {{ internal; default_type application/json; return {codes[0]} "
+        f"'{{\"error\": \"{name}\", \"message\": \"{message}\", \"status\": {codes[0]}}}'; }}"
+        for codes, name, message in NGINX_ERRORS)
     passed = "\n".join(f"            add_header {h} $upstream_http_{h.lower().replace('-', '_')};"
                        for h in PASS_HEADERS)
     return f"""\
@@ -227,38 +239,8 @@ http {{
         client_max_body_size 0;
         proxy_request_buffering off;
 
-        # Requests nginx itself refuses (a path that climbs above /, a NUL byte, a huge URL) get the API's JSON
-        # error shape too.
-        error_page 400 /_errors/400;
-        error_page 404 /_errors/404;
-        error_page 414 /_errors/414;
-        error_page 413 /_errors/413;
-        error_page 502 504 /_errors/502;
-        location = /_errors/400 {{
-            internal;
-            default_type application/json;
-            return 400 '{{"error": "bad_request", "message": "malformed request or path", "status": 400}}';
-        }}
-        location = /_errors/404 {{
-            internal;
-            default_type application/json;
-            return 404 '{{"error": "not_found", "message": "not found", "status": 404}}';
-        }}
-        location = /_errors/502 {{
-            internal;
-            default_type application/json;
-            return 502 '{{"error": "bad_gateway", "message": "no app instance answered; retry", "status": 502}}';
-        }}
-        location = /_errors/413 {{
-            internal;
-            default_type application/json;
-            return 413 '{{"error": "too_large", "message": "request body too large", "status": 413}}';
-        }}
-        location = /_errors/414 {{
-            internal;
-            default_type application/json;
-            return 414 '{{"error": "uri_too_long", "message": "request URI too long", "status": 414}}';
-        }}
+        # Requests nginx itself refuses get the API's JSON error shape too (NGINX_ERRORS).
+{error_pages}
 
         # Registering a bundle is a JSON body (MAX_JSON_BYTES, 1 MiB): nginx refuses a larger one itself, because
         # an instance that answers 413 and closes while nginx is still streaming the body turns into a 502.

@@ -25,7 +25,7 @@ from mobile_export.bundle import export_bundle
 from mobile_export.memory import memory_header, memory_shape, memory_tensors, read_memory, write_memory
 from mobile_export.parity import android_parity, bundle_defaults, encode_one, load_android, run_android
 from pipeline import load_task
-from pipeline.artifact import read_metadata, read_tensors
+from pipeline.artifact import read_arrays, read_metadata
 from pipeline.data import load_glue
 from pipeline.metrics import compute_metrics, primary_metric
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             int8_metric = dev_metric(int8_prog, tokenizer, mem, data.validation, data.metric, args.max_seq_length,
                                      defaults)
             max_labels = manifest["backbone"]["max_labels"]
-            tensors = memory_tensors(read_tensors(run), read_metadata(run), max_labels,
+            tensors = memory_tensors(read_arrays(run), read_metadata(run), max_labels,
                                      manifest["backbone"].get("layernorms"))
             half = write_memory(work / f"{name}.fp16.safetensors", tensors,
                                 memory_header(meta, memory_shape(meta), max_labels, "fp16", tensors))

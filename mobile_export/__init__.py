@@ -5,7 +5,7 @@ The public names load on first use (PEP 562), so the export CLI's --help answers
 
 from importlib import import_module
 
-_PUBLIC = {"INPUT_NAMES": ".model", "EdgeModel": ".model", "MemoryShape": ".model", "add_memories": ".bundle",
+_PUBLIC = {"INPUT_NAMES": ".model", "EdgeModel": ".model", "MemoryShape": ".shape", "add_memories": ".bundle",
            "export_bundle": ".bundle", "read_memory": ".memory"}
 __all__ = sorted(_PUBLIC)
 

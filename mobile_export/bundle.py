@@ -7,6 +7,8 @@ The programs depend only on the backbone and the memory shape; a memory file is 
 tensors and metadata (memory.memory_tensors), so adding a task writes its memory files and the manifest and never
 touches a program. A new export is written into a temporary folder beside DIST and renamed into place at the end, so
 a failed export leaves no partial DIST. The manifest format is documented in docs/formats.md ("Export bundle").
+`add_memories` imports no torch (numpy and safetensors only), so adding a task costs about a second; torch, the
+backbone and the lowering code are imported by `export_bundle` alone.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline import read_metadata
-from pipeline.artifact import artifact_path, read_tensors, resolve_backbone_name
-from pipeline.backbone import fingerprint, load_backbone
+from pipeline.artifact import artifact_path, read_arrays, read_metadata, resolve_backbone_name
 from pipeline.errors import UserError
 from spartan_formats import FormatError
 from spartan_formats.digest import sha256_file
@@ -31,9 +32,11 @@ from spartan_formats.dist_manifest import (
     write_dist_manifest,
 )
 
-from . import android, ios
 from .memory import DEFAULTS_FILE, DTYPES, memory_header, memory_shape, memory_tensors, write_defaults, write_memory
-from .model import EdgeModel, MemoryShape, layernorm_names
+from .shape import MemoryShape
+
+if TYPE_CHECKING:
+    from .model import EdgeModel
 
 MANIFEST_VERSION = DIST_MANIFEST_FORMAT_VERSION  # a plain program: the memory and a linear head are its inputs
 # 2: the recipe program, exported when a task trained its LayerNorms or has an MLP head: those are inputs too, and
@@ -108,6 +111,8 @@ def file_entry(root: Path, path: Path) -> dict:
 
 def load_checked_backbone(meta: dict):
     """The backbone a task artifact names, refusing one whose weights differ from those it was trained on."""
+    from pipeline.backbone import fingerprint, load_backbone
+
     backbone, tokenizer = load_backbone(resolve_backbone_name(meta["backbone"]["id"]))
     fp = fingerprint(backbone)
     if fp != meta["backbone"]["fingerprint"]:
@@ -142,7 +147,7 @@ def check_fits(found: list[tuple[Path, dict]], manifest: dict) -> None:
 def write_task(root: Path, path: Path, meta: dict, manifest: dict, memory_dtype: str) -> dict:
     """Write one task's memory file for every target of the bundle at `root`; return its manifest entry."""
     bb = manifest["backbone"]
-    tensors = memory_tensors(read_tensors(path), meta, bb["max_labels"], bb.get("layernorms"))
+    tensors = memory_tensors(read_arrays(path), meta, bb["max_labels"], bb.get("layernorms"))
     header = memory_header(meta, MemoryShape(**bb["memory_shape"]), bb["max_labels"], memory_dtype, tensors)
     files = {}
     for name in manifest["targets"]:
@@ -206,6 +211,9 @@ def export_programs(tmp: Path, backbone, tokenizer, shape: MemoryShape, targets:
                     ) -> tuple[dict, EdgeModel]:
     """Lower the backbone program for each target into `tmp` with its tokenizer files (and, for the recipe
     program, its defaults file); the manifest's targets."""
+    from . import android, ios
+    from .model import EdgeModel, layernorm_names
+
     model = EdgeModel(backbone, shape, tokenizer.sep_token_id if "token_type_ids" in tokenizer.model_input_names
                       else None, recipe=recipe)
     ep = android.export_program(model, max_labels, max_seq_length, quantize) if "android" in targets else None
@@ -247,6 +255,8 @@ def export_bundle(memories: list[str | Path], out: str | Path, target: str | lis
                   quantize: str | None = None, max_seq_length: int = 128, max_labels: int = DEFAULT_MAX_LABELS,
                   memory_dtype: str = "fp32", quiet: bool = False) -> dict:
     """Write DIST (the backbone programs, then the tasks' memory files) and return its manifest."""
+    from .model import layernorm_names
+
     targets = parse_targets(target)
     out = Path(out)
     if out.exists():

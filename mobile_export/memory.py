@@ -10,22 +10,29 @@ LayerNorms) writes exactly the five tensors of format_version 1; on the recipe p
 from the bundle's defaults file (`defaults.safetensors`, once per target). A task with extra tensors is
 format_version 2, so a reader that only knows version 1 refuses it instead of running it without its LayerNorms or
 hidden layer. The file format itself (header key, metadata, checks) is defined once in spartan_formats.memory
-(docs/formats.md); this module only turns a task artifact's torch tensors into it and back.
+(docs/formats.md); this module only turns a task artifact's arrays into it (numpy: adding a task to an export
+imports no torch) and reads it back as torch tensors for the parity checks.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from pipeline.errors import UserError
 from spartan_formats import FormatError
 from spartan_formats import memory as memory_format
 from spartan_formats.memory import MEMORY_DTYPES as DTYPES  # noqa: F401  (the CLI's --memory-dtype choices)
+from spartan_formats.memory import MEMORY_TENSORS as MEMORY_INPUTS
+from spartan_formats.memory import RECIPE_TENSORS as RECIPE_INPUTS
 
-from .model import MEMORY_INPUTS, RECIPE_INPUTS, MemoryShape
+from .shape import MemoryShape
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULTS_METADATA_KEY = "spartan_edge_defaults"
 DEFAULTS_FILE = "defaults.safetensors"
@@ -36,9 +43,13 @@ def memory_shape(meta: dict) -> MemoryShape:
     return MemoryShape.from_options(meta["options"], meta["backbone"]["num_layers"], meta["backbone"]["hidden_size"])
 
 
-def memory_tensors(artifact: dict[str, torch.Tensor], meta: dict, max_labels: int,
-                   layernorms: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """A SPARTAN artifact's tensors (pipeline.artifact.read_tensors: `delta.<layer>.P|K|Vt`, `head.weight|bias`) as
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+
+
+def memory_tensors(artifact: dict[str, np.ndarray], meta: dict, max_labels: int,
+                   layernorms: list[str] | None = None) -> dict[str, np.ndarray]:
+    """A SPARTAN artifact's arrays (pipeline.artifact.read_arrays: `delta.<layer>.P|K|Vt`, `head.weight|bias`) as
     the memory file's tensors: the layers stacked, the head zero-padded to `max_labels` rows, fp32. A task with its
     own LayerNorms (`backbone.<name>.weight|bias`) adds ln_weight/ln_bias, rows in `layernorms` order (the bundle's
     backbone.layernorms); one with an MLP head (`head.dense.*`, `head.out_proj.*`) adds head_dense_* and head_skip 0.
@@ -53,33 +64,32 @@ def memory_tensors(artifact: dict[str, torch.Tensor], meta: dict, max_labels: in
         raise UserError(f"task {task} has {w.shape[0]} outputs; this export allows at most {max_labels} "
                         "(raise --max-labels)")
     try:
-        P, K, Vt = (torch.stack([artifact[f"delta.{i}.{name}"] for i in range(n)]) for name in ("P", "K", "Vt"))
+        P, K, Vt = (np.stack([artifact[f"delta.{i}.{name}"] for i in range(n)]) for name in ("P", "K", "Vt"))
     except KeyError as e:
         raise UserError(f"task {task}: the artifact lacks the memory tensor {e.args[0]}") from None
     pad = max_labels - w.shape[0]
     tensors = {
-        "P": P.float().contiguous(), "K": K.float().contiguous(), "Vt": Vt.float().contiguous(),
-        "head_weight": torch.cat([w.float(), w.new_zeros(pad, w.shape[1]).float()]).contiguous(),
-        "head_bias": torch.cat([b.float(), b.new_zeros(pad).float()]).contiguous(),
+        "P": _f32(P), "K": _f32(K), "Vt": _f32(Vt),
+        "head_weight": _f32(np.concatenate([_f32(w), np.zeros((pad, w.shape[1]), np.float32)])),
+        "head_bias": _f32(np.concatenate([_f32(b), np.zeros(pad, np.float32)])),
     }
     if meta["options"].get("train_layernorms"):
         if not layernorms:
             raise UserError(f"task {task} has its own LayerNorms, but this bundle's program takes none as inputs")
         try:
             for part in ("weight", "bias"):
-                tensors[f"ln_{part}"] = torch.stack([artifact[f"backbone.{ln}.{part}"] for ln in layernorms]) \
-                    .float().contiguous()
+                tensors[f"ln_{part}"] = _f32(np.stack([artifact[f"backbone.{ln}.{part}"] for ln in layernorms]))
         except KeyError as e:
             raise UserError(f"task {task}: the artifact lacks the LayerNorm tensor {e.args[0]}") from None
     if mlp:
-        tensors["head_dense_weight"] = artifact["head.dense.weight"].float().contiguous()
-        tensors["head_dense_bias"] = artifact["head.dense.bias"].float().contiguous()
-        tensors["head_skip"] = torch.zeros(1)
+        tensors["head_dense_weight"] = _f32(artifact["head.dense.weight"])
+        tensors["head_dense_bias"] = _f32(artifact["head.dense.bias"])
+        tensors["head_skip"] = np.zeros(1, np.float32)
     return tensors
 
 
 def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str,
-                  tensors: dict[str, torch.Tensor] | None = None) -> dict:
+                  tensors: dict[str, np.ndarray] | None = None) -> dict:
     """The memory file's metadata for a task artifact's metadata (pipeline.read_metadata). Given the tensors, a task
     with recipe tensors gets format_version 2 and lists them."""
     task = meta["task"]
@@ -97,17 +107,18 @@ def _names(header: dict) -> list[str]:
         else list(MEMORY_INPUTS)
 
 
-def write_memory(path: Path, tensors: dict[str, torch.Tensor], header: dict) -> Path:
+def write_memory(path: Path, tensors: dict[str, np.ndarray], header: dict) -> Path:
     """Write through spartan_formats (which checks the file it writes: e.g. fp16 overflow to inf is refused)."""
     try:
-        return memory_format.write_memory(path, {k: tensors[k].detach().float().cpu().numpy() for k in _names(header)},
-                                          header)
+        return memory_format.write_memory(path, {k: _f32(tensors[k]) for k in _names(header)}, header)
     except FormatError as e:
         raise UserError(f"cannot write the memory file {path}: {e}") from None
 
 
 def read_memory(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(fp32 tensors in program input order, header), fully validated. For tests and the parity check."""
+    import torch
+
     try:
         mem = memory_format.read_memory_file(path)
     except FormatError as e:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,33 +30,7 @@ from pipeline.spartan.model import residual_hook
 from spartan_formats.memory import MEMORY_TENSORS, RECIPE_TENSORS
 
 from .encoder import FastLayerNorm, additive_mask, decompose_layernorms, encoder_layer, supports_fast_encoder
-
-
-@dataclass(frozen=True)
-class MemoryShape:
-    """What a backbone program needs to know about the memories it will be fed (the same for every task)."""
-
-    num_layers: int
-    num_parents: int  # E
-    num_children: int  # C
-    top_k: int
-    temperature: float
-    hidden_size: int
-
-    @classmethod
-    def from_options(cls, options: dict, num_layers: int, hidden_size: int) -> MemoryShape:
-        """From SPARTAN options (SpartanConfig.to_dict(), an artifact's "options") and the backbone's size."""
-        return cls(num_layers=num_layers, num_parents=options["num_parents"], num_children=options["num_children"],
-                   top_k=options["top_k"], temperature=float(options["temperature"]), hidden_size=hidden_size)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def tensor_shapes(self, max_labels: int) -> dict[str, tuple[int, ...]]:
-        L, E, C, H = self.num_layers, self.num_parents, self.num_children, self.hidden_size
-        return {"P": (L, E, H), "K": (L, E * C, H), "Vt": (L, H, E * C), "head_weight": (max_labels, H),
-                "head_bias": (max_labels,)}
-
+from .shape import MemoryShape  # noqa: F401  (re-exported: the export's one description of a memory shape)
 
 MEMORY_INPUTS = MEMORY_TENSORS  # the memory file's tensors are the program's memory inputs, in this order
 INPUT_NAMES = ("input_ids", "attention_mask", *MEMORY_INPUTS)

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from spartan_formats.artifact import ARTIFACT_FORMAT_VERSION, ARTIFACT_METADATA_KEY, ARTIFACT_NAME
+from spartan_formats.digest import arrays_digest
 
 from .atomic import atomic_write
-from .backbone import default_backbone, encoder_layers, fingerprint, load_backbone, tensors_digest
 from .errors import UserError
-from .model import HEADS, TaskModel, TaskSpec
+
+if TYPE_CHECKING:
+    from .model import TaskModel
+
+# torch and transformers are imported by the functions that build or save models, so that reading an artifact's
+# header and arrays (the export's `--into`) stays torch-free.
 
 # The artifact header's constants live with the other formats (torch-free): spartan_formats.artifact
 FORMAT_VERSION, ARTIFACT_NAME, METADATA_KEY = ARTIFACT_FORMAT_VERSION, ARTIFACT_NAME, ARTIFACT_METADATA_KEY
@@ -40,6 +45,10 @@ def save_task(
     metrics: dict | None = None, extra: dict | None = None,
 ) -> Path:
     """Write the artifact atomically: a crash leaves the old file (or none), never a half-written one."""
+    from safetensors.torch import save_file
+
+    from .backbone import encoder_layers, tensors_digest
+
     path = artifact_path(path)
     tensors = {k: v.contiguous().clone() for k, v in model.trainable_state_dict().items()}
     cfg = model.backbone.config
@@ -72,7 +81,7 @@ def read_metadata(path: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"no task artifact at {path}")
     try:
-        with safe_open(path, framework="pt") as f:
+        with safe_open(path, framework="numpy") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} is not a readable task artifact (corrupt or truncated): {e}") from e
@@ -84,8 +93,24 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
+def read_arrays(path: str | Path) -> dict:
+    """The artifact's tensors as numpy arrays (no torch), checked against the digest recorded at save time."""
+    path = artifact_path(path)
+    meta = read_metadata(path)
+    try:
+        with safe_open(path, framework="numpy") as f:
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
+        raise UserError(f"{path} is corrupt or truncated: {e}") from e
+    if arrays_digest(arrays) != meta["tensors_sha256"]:
+        raise UserError(f"{path} is corrupt: its tensors do not match the digest recorded when it was saved")
+    return arrays
+
+
 def read_tensors(path: str | Path) -> dict:
-    """The artifact's tensors, checked against the digest recorded at save time."""
+    """The artifact's tensors (torch), checked against the digest recorded at save time."""
+    from .backbone import tensors_digest
+
     path = artifact_path(path)
     meta = read_metadata(path)
     try:
@@ -99,6 +124,8 @@ def read_tensors(path: str | Path) -> dict:
 
 
 def resolve_backbone_name(backbone_id: str) -> str:
+    from .backbone import default_backbone
+
     return default_backbone() if backbone_id == DEFAULT_BACKBONE_ID else backbone_id
 
 
@@ -109,6 +136,9 @@ def load_task(path: str | Path, backbone=None, tokenizer=None, backbone_fingerpr
     otherwise a UserError names both fingerprints. Pass `backbone_fingerprint` to skip re-hashing a known backbone.
     Returns (model, tokenizer, metadata); tokenizer is None when a backbone was passed without one.
     """
+    from .backbone import fingerprint, load_backbone
+    from .model import HEADS, TaskModel, TaskSpec
+
     path = artifact_path(path)
     meta = read_metadata(path)
     tensors = read_tensors(path)

@@ -3,7 +3,6 @@ fingerprinting its exact weights."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import inspect
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from spartan_formats.digest import named_tensors_digest
 
 from .errors import UserError
 
@@ -77,13 +78,14 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over named tensors (name, dtype, shape, bytes), in name order."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(tensors.items()):
-        t = tensor.detach().contiguous().cpu()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """sha256 over named tensors (name, dtype, shape, bytes), in name order (spartan_formats.digest, which also
+    digests numpy arrays the same way)."""
+    def items():
+        for name, tensor in sorted(tensors.items()):
+            t = tensor.detach().contiguous().cpu()
+            yield name, str(t.dtype), tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+    return named_tensors_digest(items())
 
 
 def fingerprint(backbone: nn.Module) -> str:

@@ -141,13 +141,13 @@ def test_save_is_atomic_when_the_write_crashes(tmp_path, tiny_bert, sentiment_cs
     path = tmp_path / "run" / "task.safetensors"
     original = path.read_bytes()
     model, _, meta = load_task(path)
-    import pipeline.artifact as A
+    import safetensors.torch
 
     def crash(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"half")
         raise KeyboardInterrupt("power cut")
 
-    monkeypatch.setattr(A, "save_file", crash)
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)  # save_task imports it at call time
     with pytest.raises(KeyboardInterrupt):
         save_task(model, path, backbone_id="x", backbone_fingerprint="y", metric="accuracy")
     assert path.read_bytes() == original

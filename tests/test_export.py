@@ -236,7 +236,9 @@ def test_failed_export_leaves_nothing(tiny_tasks, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("lowering failed")
 
-    monkeypatch.setattr(bundle_mod.android, "lower", boom)
+    import mobile_export.android
+
+    monkeypatch.setattr(mobile_export.android, "lower", boom)
     out = tmp_path / "dist"
     with pytest.raises(RuntimeError):
         export_bundle([tiny_tasks["a"]], out, "android", quiet=True)
@@ -269,9 +271,13 @@ def test_add_task_into_existing_export_leaves_the_program_alone(tiny_bert, tiny_
     export_bundle([tiny_tasks["a"]], dist, "android", max_seq_length=32, quiet=True)
     before = _bytes_of(dist)
     new = make_artifact(tiny_bert, tmp_path / "new", "mytask", seed=5)
+    # The CLI in a fresh process, as a user runs it; it must not even import torch (numpy and safetensors only).
+    code = ("import sys; from mobile_export.cli import main; "
+            f"rc = main(['--target', 'android', '--memories', {str(new)!r}, '--into', {str(dist)!r}]); "
+            "heavy = [m for m in ('torch', 'transformers', 'executorch') if m in sys.modules]; "
+            "assert not heavy, heavy; sys.exit(rc)")
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pipeline.export", "--target", "android", "--memories", str(new),
-                        "--into", str(dist)], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr[-2000:]
     assert seconds < 20, f"adding a task took {seconds:.1f} s"
@@ -292,6 +298,19 @@ def test_add_task_into_existing_export_leaves_the_program_alone(tiny_bert, tiny_
     with torch.no_grad():
         want = model(**enc).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_artifact_digest_is_the_same_read_with_torch_or_numpy(tiny_tasks):
+    """--into reads artifacts with numpy; the digest recorded by save_task (torch) must verify either way."""
+    from pipeline.artifact import read_arrays, read_tensors
+    from pipeline.backbone import tensors_digest
+    from spartan_formats.digest import arrays_digest
+
+    arrays, tensors = read_arrays(tiny_tasks["a"]), read_tensors(tiny_tasks["a"])  # each checks the digest
+    assert set(arrays) == set(tensors) and all(np.array_equal(arrays[k], tensors[k].numpy()) for k in arrays)
+    mixed = {"b": torch.arange(6, dtype=torch.int64).reshape(2, 3), "a": torch.randn(4, dtype=torch.float16),
+             "c": torch.ones(2, 2)}
+    assert arrays_digest({k: v.numpy() for k, v in mixed.items()}) == tensors_digest(mixed)
 
 
 @pytest.mark.slow
@@ -345,14 +364,14 @@ def real_dist(real_tasks, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_memory_file_sizes(real_dist, real_tasks):
-    from pipeline.artifact import read_metadata, read_tensors
+    from pipeline.artifact import read_arrays, read_metadata
 
     m = json.loads((real_dist / "manifest.json").read_text())
     assert m["tasks"]["sst2"]["files"]["android"]["bytes"] <= 1_100_000
     meta = read_metadata(real_tasks["sst2"])
     header = memory_header(meta, memory_shape(meta), 8, "fp16")
     fp16 = write_memory(real_dist.parent / "sst2-fp16.safetensors",
-                        memory_tensors(read_tensors(real_tasks["sst2"]), meta, 8), header)
+                        memory_tensors(read_arrays(real_tasks["sst2"]), meta, 8), header)
     assert fp16.stat().st_size <= 600_000
 
 

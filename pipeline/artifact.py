@@ -93,34 +93,29 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
-def read_arrays(path: str | Path) -> dict:
-    """The artifact's tensors as numpy arrays (no torch), checked against the digest recorded at save time."""
+def _read(path: str | Path, framework: str, digest) -> dict:
     path = artifact_path(path)
     meta = read_metadata(path)
     try:
-        with safe_open(path, framework="numpy") as f:
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
+        with safe_open(path, framework=framework) as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, TypeError) as e:
         raise UserError(f"{path} is corrupt or truncated: {e}") from e
-    if arrays_digest(arrays) != meta["tensors_sha256"]:
+    if digest(tensors) != meta["tensors_sha256"]:
         raise UserError(f"{path} is corrupt: its tensors do not match the digest recorded when it was saved")
-    return arrays
+    return tensors
+
+
+def read_arrays(path: str | Path) -> dict:
+    """The artifact's tensors as numpy arrays (no torch), checked against the digest recorded at save time."""
+    return _read(path, "numpy", arrays_digest)
 
 
 def read_tensors(path: str | Path) -> dict:
     """The artifact's tensors (torch), checked against the digest recorded at save time."""
     from .backbone import tensors_digest
 
-    path = artifact_path(path)
-    meta = read_metadata(path)
-    try:
-        with safe_open(path, framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{path} is corrupt or truncated: {e}") from e
-    if tensors_digest(tensors) != meta["tensors_sha256"]:
-        raise UserError(f"{path} is corrupt: its tensors do not match the digest recorded when it was saved")
-    return tensors
+    return _read(path, "pt", tensors_digest)
 
 
 def resolve_backbone_name(backbone_id: str) -> str:

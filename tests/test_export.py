@@ -21,7 +21,7 @@ from mobile_export import export_bundle, read_memory
 from mobile_export.memory import memory_header, memory_shape, memory_tensors, write_memory
 from mobile_export.model import INPUT_NAMES
 from pipeline import TaskModel, TaskSpec, UserError, save_task
-from pipeline.artifact import DEFAULT_BACKBONE_ID
+from pipeline.artifact import DEFAULT_BACKBONE_ID, artifact_path
 from pipeline.backbone import fingerprint, load_backbone
 from pipeline.data import load_glue
 from pipeline.spartan import SpartanConfig
@@ -326,6 +326,12 @@ def test_add_task_refusals_change_nothing(tiny_bert, tiny_backbones, tiny_tasks,
         ([make_artifact(tiny_bert, tmp_path / "small", "rte", num_parents=4, top_k=2)], "memory shape"),
         ([make_artifact(tiny_bert, tmp_path / "probe", "rte", method="probe")], "only spartan"),
     ]
+    good = artifact_path(tiny_tasks["b"]).read_bytes()
+    flipped, cut = tmp_path / "flipped" / "task.safetensors", tmp_path / "cut" / "task.safetensors"
+    for f, data in ((flipped, good[:-10] + bytes([good[-10] ^ 1]) + good[-9:]), (cut, good[: len(good) // 2])):
+        f.parent.mkdir()
+        f.write_bytes(data)
+    cases += [([flipped], "corrupt: its tensors do not match"), ([cut], "corrupt or truncated")]
     for memories, match in cases:
         with pytest.raises(UserError, match=match):
             add_memories(dist, memories, quiet=True)

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS auth_failures (
     addr TEXT NOT NULL,          -- client address of a wrong or missing publish token (demo_server/auth.py)
     at DOUBLE PRECISION NOT NULL -- wall-clock seconds: instances on several machines compare them
 );
-CREATE INDEX IF NOT EXISTS auth_failures_by_addr ON auth_failures (addr, at)
+CREATE INDEX IF NOT EXISTS auth_failures_by_addr ON auth_failures (addr, at);
+CREATE INDEX IF NOT EXISTS auth_failures_by_time ON auth_failures (at)  -- the sweep of expired rows
 """
 
 

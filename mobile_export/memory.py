@@ -26,8 +26,7 @@ from pipeline.errors import UserError
 from spartan_formats import FormatError
 from spartan_formats import memory as memory_format
 from spartan_formats.memory import MEMORY_DTYPES as DTYPES  # noqa: F401  (the CLI's --memory-dtype choices)
-from spartan_formats.memory import MEMORY_TENSORS as MEMORY_INPUTS
-from spartan_formats.memory import RECIPE_TENSORS as RECIPE_INPUTS
+from spartan_formats.memory import MEMORY_TENSORS, RECIPE_TENSORS
 
 from .shape import MemoryShape
 
@@ -70,8 +69,8 @@ def memory_tensors(artifact: dict[str, np.ndarray], meta: dict, max_labels: int,
     pad = max_labels - w.shape[0]
     tensors = {
         "P": _f32(P), "K": _f32(K), "Vt": _f32(Vt),
-        "head_weight": _f32(np.concatenate([_f32(w), np.zeros((pad, w.shape[1]), np.float32)])),
-        "head_bias": _f32(np.concatenate([_f32(b), np.zeros(pad, np.float32)])),
+        "head_weight": np.concatenate([_f32(w), np.zeros((pad, w.shape[1]), np.float32)]),
+        "head_bias": np.concatenate([_f32(b), np.zeros(pad, np.float32)]),
     }
     if meta["options"].get("train_layernorms"):
         if not layernorms:
@@ -93,9 +92,9 @@ def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str,
     """The memory file's metadata for a task artifact's metadata (pipeline.read_metadata). Given the tensors, a task
     with recipe tensors gets format_version 2 and lists them."""
     task = meta["task"]
-    recipe = [n for n in RECIPE_INPUTS if n in (tensors or {})]
+    recipe = [n for n in RECIPE_TENSORS if n in (tensors or {})]
     extra = {"format_version": memory_format.RECIPE_FORMAT_VERSION, "head": meta.get("head", "linear"),
-             "train_layernorms": "ln_weight" in recipe, "tensors": [*MEMORY_INPUTS, *recipe]} if recipe else {}
+             "train_layernorms": "ln_weight" in recipe, "tensors": [*MEMORY_TENSORS, *recipe]} if recipe else {}
     return memory_format.memory_metadata(
         task=task["name"], label_names=task["label_names"], is_regression=task["is_regression"],
         max_labels=max_labels, metric=meta["metric"], backbone_fingerprint=meta["backbone"]["fingerprint"],
@@ -104,7 +103,7 @@ def memory_header(meta: dict, shape: MemoryShape, max_labels: int, dtype: str,
 
 def _names(header: dict) -> list[str]:
     return header["tensors"] if header.get("format_version") == memory_format.RECIPE_FORMAT_VERSION \
-        else list(MEMORY_INPUTS)
+        else list(MEMORY_TENSORS)
 
 
 def write_memory(path: Path, tensors: dict[str, np.ndarray], header: dict) -> Path:

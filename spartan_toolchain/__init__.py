@@ -101,24 +101,22 @@ def executorch_runtime():  # -> type[executorch.runtime.Runtime]
     package (the real directory, no `__init__` run); afterwards every trace of it is removed, so a later
     `import executorch.exir` (the workstation side, in the same process) runs the real one. Written by hand: the
     wheel has no lighter entry point. tests/test_client.py checks both halves."""
-    import executorch
-
-    if "executorch.exir" in sys.modules:  # the compiler is loaded anyway: nothing to save
-        import executorch.kernels.quantized  # noqa: F401  (int8 programs read their embeddings with its kernel)
-        from executorch.runtime import Runtime
-
-        return Runtime
     import types
 
-    bare = types.ModuleType("executorch.exir")
-    bare.__path__ = [os.path.join(executorch.__path__[0], "exir")]
-    sys.modules["executorch.exir"] = bare
+    import executorch
+
+    bare = None
+    if "executorch.exir" not in sys.modules:  # else the compiler is loaded anyway: nothing to save
+        bare = types.ModuleType("executorch.exir")
+        bare.__path__ = [os.path.join(executorch.__path__[0], "exir")]
+        sys.modules["executorch.exir"] = bare
     try:
-        import executorch.kernels.quantized  # noqa: F401
+        import executorch.kernels.quantized  # noqa: F401  (int8 programs read their embeddings with its kernel)
         from executorch.runtime import Runtime
     finally:
-        for name in [n for n in sys.modules if n == "executorch.exir" or n.startswith("executorch.exir.")]:
-            del sys.modules[name]
-        if getattr(executorch, "exir", None) is bare:
-            del executorch.exir
+        if bare is not None:
+            for name in [n for n in sys.modules if n == "executorch.exir" or n.startswith("executorch.exir.")]:
+                del sys.modules[name]
+            if getattr(executorch, "exir", None) is bare:
+                del executorch.exir
     return Runtime

@@ -313,6 +313,22 @@ def test_artifact_digest_is_the_same_read_with_torch_or_numpy(tiny_tasks):
     assert arrays_digest({k: v.numpy() for k, v in mixed.items()}) == tensors_digest(mixed)
 
 
+def test_bfloat16_artifact_is_read_as_float32_arrays(tiny_tasks, tmp_path):
+    """numpy has no bfloat16: such an artifact (a model saved in bf16) still exports, through torch, exactly."""
+    from safetensors.torch import save_file
+
+    from pipeline.artifact import METADATA_KEY, read_arrays, read_metadata, read_tensors
+    from pipeline.backbone import tensors_digest
+
+    half = {k: v.to(torch.bfloat16) for k, v in read_tensors(tiny_tasks["a"]).items()}
+    meta = {**read_metadata(tiny_tasks["a"]), "tensors_sha256": tensors_digest(half)}
+    (tmp_path / "bf16").mkdir()
+    save_file(half, str(tmp_path / "bf16" / "task.safetensors"), metadata={METADATA_KEY: json.dumps(meta)})
+    arrays = read_arrays(tmp_path / "bf16")
+    assert set(arrays) == set(half)
+    assert all(a.dtype == np.float32 and np.array_equal(a, half[k].float().numpy()) for k, a in arrays.items())
+
+
 @pytest.mark.slow
 def test_add_task_refusals_change_nothing(tiny_bert, tiny_backbones, tiny_tasks, tmp_path):
     from mobile_export.bundle import add_memories
